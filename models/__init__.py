@@ -1,0 +1,1 @@
+"""tfbin.models."""

@@ -1,0 +1,37 @@
+"""tfbin: binary neural networks in Keras (larq) with verified LCE/TFLite export."""
+from setuptools import setup
+
+# models/, export/ and tuning/ sit at the top level of the repository but are installed as
+# subpackages of tfbin, so nothing generic ("models", "export") lands in site-packages.
+setup(
+    name="tfbin",
+    version="0.1.0",
+    description="Training binary neural networks in Keras/larq and shipping them through LCE",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=["tfbin", "tfbin.models", "tfbin.export"],
+    package_dir={
+        "tfbin": "tfbin",
+        "tfbin.models": "models",
+        "tfbin.export": "export",
+    },
+    # Tested: TF 2.19.1 + tf-keras 2.19.0 (larq-zoo 2.4 pins protobuf<3.21, which rules out TF 2.20).
+    install_requires=[
+        "tensorflow>=2.16,<2.20",
+        "tf-keras>=2.16,<2.20",
+        "numpy<2",
+        "larq==0.14.*",
+        "larq-compute-engine==0.16.*",
+        "larq-zoo==2.4.*",
+        "keras-tuner==1.4.*",
+        "tensorflow-datasets>=4.8,<4.9",
+        "importlib_resources",
+        "matplotlib",
+        "scikit-learn",
+        "scipy",
+    ],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["tfbin=tfbin.cli:main"]},
+)

@@ -1,0 +1,15 @@
+"""tfbin: train binary neural networks in Keras (larq) and ship them through Larq Compute Engine.
+
+`import tfbin` selects Keras 2 (tf-keras) for `tf.keras` when TensorFlow is not imported yet,
+then loads TensorFlow and larq (to register serializable objects) and nothing else heavy;
+LCE, TFDS, keras-tuner and matplotlib load when first used.
+"""
+from tfbin._keras2 import ensure_keras2 as _ensure_keras2
+
+_ensure_keras2()
+
+from tfbin import callbacks, quantizers, schedules, sharpness  # noqa: E402
+from tfbin.mode import hard  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["callbacks", "quantizers", "schedules", "sharpness", "hard", "__version__"]

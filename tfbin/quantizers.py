@@ -1,0 +1,446 @@
+"""Soft->hard binary quantizers.
+
+Every tfbin quantizer is a larq `Quantizer` with two forms:
+
+- **soft** (training): differentiable, shaped by named *sharpness* values (non-trainable weights
+  that `tfbin.callbacks.SharpeningScheduler` sets on a schedule);
+- **hard** (evaluation and export): exactly what the deployed model computes, written with
+  `larq.math.sign` (or a `tf.where` with scalar constants) so that Larq Compute Engine fuses it
+  into binary ops.
+
+Which form runs is decided when the model is traced: soft by default, hard inside
+`with tfbin.hard(model):`. All quantizers here have `precision = 1` and work as
+`input_quantizer` and/or `kernel_quantizer` of `larq.layers.QuantConv2D` / `QuantDense` by
+object or by alias (`"ede_sign"`, ...).
+"""
+from __future__ import annotations
+
+import larq as lq
+import tensorflow as tf
+
+__all__ = [
+    "SoftHardQuantizer",
+    "SelfBinarizingSign",
+    "EDESign",
+    "LibraSign",
+    "BoundedRectifier",
+    "DistributionAwareSign",
+]
+
+
+def _register(alias):
+    """Register a quantizer class under `tfbin>ClassName`, `ClassName` and `alias`.
+
+    The package-qualified name serves the `.keras` format, the bare class name the legacy
+    (`.h5`, SavedModel) configs larq writes, and the alias string identifiers.
+    """
+
+    def decorator(cls):
+        cls = tf.keras.utils.register_keras_serializable(package="tfbin")(cls)
+        tf.keras.utils.get_custom_objects()[cls.__name__] = cls
+        tf.keras.utils.get_custom_objects()[alias] = cls
+        cls.alias = alias
+        return cls
+
+    return decorator
+
+
+class SoftHardQuantizer(lq.quantizers.Quantizer):
+    """Public base class of quantizers with a soft (training) and a hard (deployed) form.
+
+    Subclasses implement `soft(x)` and `hard(x)` and list the sharpness values they read in
+    `sharpness_defaults` (`{role: initial value}`). Each role is a non-trainable scalar weight,
+    created in `build()` under a *name* the user may choose (`sharpness_names={role: name}`);
+    `tfbin.sharpness.set(model, name, value)` and `SharpeningScheduler` set every weight of that
+    name in a model. Because they are weights, the values are saved with the model, restored by
+    checkpoints and mirrored under distribution strategies. Read them in `soft`/`hard` with
+    `self.sharpness(role)`.
+
+    `hard(x)` must be what the deployed model computes, written so that LCE fuses it: ±1 with
+    `lq.math.sign`, or ±scale per output channel for kernels. `tfbin.export` verifies that it did.
+
+    ```python
+    class ClippedTanhSign(tfbin.quantizers.SoftHardQuantizer):
+        sharpness_defaults = {"v": 1.0}
+
+        def soft(self, x):
+            return tf.tanh(self.sharpness("v") * x)
+
+        def hard(self, x):
+            return lq.math.sign(x)
+    ```
+    """
+
+    precision = 1
+    sharpness_defaults: dict[str, float] = {}
+
+    def __init__(self, sharpness_names: dict[str, str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        sharpness_names = dict(sharpness_names or {})
+        unknown = set(sharpness_names) - set(self.sharpness_defaults)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no sharpness role(s) {sorted(unknown)}; "
+                f"its roles are {sorted(self.sharpness_defaults)}."
+            )
+        for role, name in sharpness_names.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(
+                    f"Sharpness name for role {role!r} must be an identifier, got {name!r}."
+                )
+        self.sharpness_names = {role: sharpness_names.get(role, role) for role in self.sharpness_defaults}
+        self.hard_mode = False  # trace-time switch, flipped by `tfbin.hard(model)`
+        self._sharpness_weights: dict[str, tf.Variable] = {}
+
+    def build(self, input_shape):
+        for role, initial in self.sharpness_defaults.items():
+            self._sharpness_weights[role] = self.add_weight(
+                name=self.sharpness_names[role],
+                shape=(),
+                dtype=tf.float32,
+                initializer=tf.keras.initializers.Constant(initial),
+                trainable=False,
+            )
+        super().build(input_shape)
+
+    def sharpness(self, role: str) -> tf.Variable:
+        """The sharpness weight that plays `role` (e.g. `"v"`, `"t"`) in this quantizer."""
+        return self._sharpness_weights[role]
+
+    @property
+    def sharpness_weights(self) -> dict[str, tf.Variable]:
+        """`{name: weight}` of this quantizer's sharpness values (names, not roles)."""
+        return {self.sharpness_names[r]: w for r, w in self._sharpness_weights.items()}
+
+    def soft(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement soft(x).")
+
+    def hard(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must implement hard(x).")
+
+    def call(self, inputs):
+        return self.hard(inputs) if self.hard_mode else self.soft(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        renamed = {r: n for r, n in self.sharpness_names.items() if r != n}
+        if renamed:
+            config["sharpness_names"] = renamed
+        return config
+
+
+def _ede_sign(x, t, k):
+    """`lq.math.sign(x)` forward, IR-Net's EDE gradient `k·t·(1 − tanh²(t·x))` backward."""
+
+    @tf.custom_gradient
+    def _call(x):
+        def grad(dy):
+            return dy * (k * t) * (1.0 - tf.square(tf.tanh(t * x)))
+
+        return lq.math.sign(x), grad
+
+    return _call(x)
+
+
+@_register("self_binarizing_sign")
+class SelfBinarizingSign(SoftHardQuantizer):
+    r"""Self-Binarizing Networks' smooth sign, sharpened during training.
+
+    \[
+    q_\text{soft}(x) = \tanh(v x), \qquad q_\text{hard}(x) = \operatorname{sign}(x)
+    \]
+
+    The soft form is differentiated as it is (no straight-through estimator); as the sharpness
+    `v` grows (on a schedule) it approaches the hard sign, which evaluation and export use.
+    Works for activations and for latent weights.
+
+    Lahoud, Achanta, Márquez-Neila, Süsstrunk, "Self-Binarizing Networks", arXiv:1902.00730.
+
+    # Arguments
+        v: name of the sharpness weight (initial value `initial_v`, default 1.0).
+    """
+
+    sharpness_defaults = {"v": 1.0}
+
+    def __init__(self, v: str = "v", **kwargs):
+        kwargs.setdefault("sharpness_names", {"v": v})
+        super().__init__(**kwargs)
+
+    def soft(self, x):
+        return tf.tanh(self.sharpness("v") * x)
+
+    def hard(self, x):
+        return lq.math.sign(x)
+
+
+@_register("ede_sign")
+class EDESign(SoftHardQuantizer):
+    r"""Sign with IR-Net's Error Decay Estimator (EDE) as its gradient.
+
+    \[
+    q(x) = \operatorname{sign}(x), \qquad
+    \frac{\partial q}{\partial x} = k\, t\, \bigl(1 - \tanh^2(t x)\bigr)
+    \]
+
+    The forward is the sign in both forms; the backward is the derivative of `k·tanh(t·x)`.
+    `t` grows log-linearly from `T_min` to `T_max` over training and `k = max(1/t, 1)`
+    (`tfbin.schedules.ede`). `sign(0) = +1` (larq's convention; PyTorch's is 0).
+
+    Qin et al., "Forward and Backward Information Retention for Accurate Binary Neural
+    Networks" (IR-Net), CVPR 2020, arXiv:1909.10788.
+
+    # Arguments
+        t, k: names of the sharpness weights (initial values 0.1 and 10, IR-Net's module defaults).
+    """
+
+    sharpness_defaults = {"t": 0.1, "k": 10.0}
+
+    def __init__(self, t: str = "t", k: str = "k", **kwargs):
+        kwargs.setdefault("sharpness_names", {"t": t, "k": k})
+        super().__init__(**kwargs)
+
+    def soft(self, x):
+        return _ede_sign(x, tf.convert_to_tensor(self.sharpness("t")), tf.convert_to_tensor(self.sharpness("k")))
+
+    def hard(self, x):
+        return lq.math.sign(x)
+
+
+def _channel_axes(x):
+    """All axes but the last (output channels of a Keras kernel)."""
+    return list(range(x.shape.rank - 1))
+
+
+@_register("libra_sign")
+class LibraSign(SoftHardQuantizer):
+    r"""IR-Net's Libra Parameter Binarization for kernels, with the EDE gradient.
+
+    Per output channel `o` (the last kernel axis), over its `n` weights:
+
+    \[
+    \hat w = w - \operatorname{mean}_o(w), \quad
+    w_\text{std} = \hat w / \operatorname{std}_o(\hat w), \quad
+    s_o = 2^{\operatorname{round}(\log_2 \operatorname{mean}_o |w_\text{std}|)}, \quad
+    q(w) = s_o \operatorname{sign}(w_\text{std})
+    \]
+
+    The balancing and standardization are differentiated through; `s_o` is a constant
+    (stop-gradient); the sign has the EDE gradient (`EDESign`). `std` is the unbiased (n−1)
+    estimate, as `torch.std` in the official code. The hard form is `s_o · lq.math.sign(ŵ)`:
+    every weight of channel `o` is ±`s_o`, which LCE folds into the binary conv's output
+    multiplier. Kernel quantizer only.
+
+    Qin et al., IR-Net, CVPR 2020, arXiv:1909.10788 (official code `htqin/IR-Net`,
+    `modules/ir_1w1a.py`).
+    """
+
+    sharpness_defaults = {"t": 0.1, "k": 10.0}
+
+    def __init__(self, t: str = "t", k: str = "k", epsilon: float = 1e-8, **kwargs):
+        kwargs.setdefault("sharpness_names", {"t": t, "k": k})
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"LibraSign is a kernel quantizer (per output channel statistics); it got a "
+                f"tensor of shape {input_shape}. Use EDESign as the input quantizer."
+            )
+        super().build(input_shape)
+
+    def _standardize(self, w):
+        axes = _channel_axes(w)
+        n = tf.cast(tf.reduce_prod(tf.shape(w)[:-1]), w.dtype)
+        w_hat = w - tf.reduce_mean(w, axes, keepdims=True)
+        std = tf.sqrt(tf.reduce_sum(tf.square(w_hat), axes, keepdims=True) / tf.maximum(n - 1.0, 1.0))
+        w_std = w_hat / (std + self.epsilon)
+        mean_abs = tf.reduce_mean(tf.abs(w_std), axes, keepdims=True)
+        scale = tf.stop_gradient(tf.pow(2.0, tf.round(tf.math.log(mean_abs) / tf.math.log(2.0))))
+        return w_std, scale
+
+    def soft(self, w):
+        w_std, scale = self._standardize(w)
+        t = tf.convert_to_tensor(self.sharpness("t"))
+        k = tf.convert_to_tensor(self.sharpness("k"))
+        return _ede_sign(w_std, t, k) * scale
+
+    def hard(self, w):
+        w_std, scale = self._standardize(w)
+        return lq.math.sign(w_std) * scale
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@_register("bounded_rectifier")
+class BoundedRectifier(SoftHardQuantizer):
+    r"""Adjustable Bounded Rectifier (ABR) with a learnable per-channel slope.
+
+    \[
+    q_\text{soft}(x) = \operatorname{clip}(a x + c, 0, 1), \qquad
+    q_\text{hard}(x) = \mathbb 1[a x + c \ge 0.5] \in \{0, 1\}
+    \]
+
+    `a` (one per channel of the last axis) is trainable and kept ≥ `floor` (a constraint
+    applied after each optimizer step); `tfbin.losses.SlopeGrowth` pushes it up so that the
+    unit approaches a step. With `symmetric=True`: soft `clip(a x, −1, 1)`, hard `sign(x)`.
+
+    The {0, 1} hard form is not a ±1 binary activation, so LCE does not fuse it as it is; the
+    exporter rewrites it exactly into ±1 activations with the offset folded into the next layer's
+    bias. The symmetric form fuses directly.
+
+    Wu, Lin, Tang, "Adjustable Bounded Rectifiers: Towards Deep Binary Representations",
+    arXiv:1511.06201. The paper's exact parametrisation was not available; this is the
+    reading documented in the project's papers digest.
+
+    # Arguments
+        initial_slope: initial value of `a` (> 0).
+        floor: the smallest slope allowed (> 0), so that the hard form stays a threshold at
+            `x = (0.5 − c)/a` with the same orientation.
+        offset: `c` (ignored when `symmetric`).
+        symmetric: ±1 output instead of {0, 1}.
+    """
+
+    def __init__(
+        self,
+        initial_slope: float = 1.0,
+        floor: float = 0.01,
+        offset: float = 0.5,
+        symmetric: bool = False,
+        **kwargs,
+    ):
+        if not floor > 0:
+            raise ValueError(f"BoundedRectifier floor must be > 0, got {floor}.")
+        if not initial_slope >= floor:
+            raise ValueError(
+                f"BoundedRectifier initial_slope ({initial_slope}) must be >= floor ({floor})."
+            )
+        super().__init__(**kwargs)
+        self.initial_slope = float(initial_slope)
+        self.floor = float(floor)
+        self.offset = float(offset)
+        self.symmetric = bool(symmetric)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("BoundedRectifier needs a known channel (last) dimension.")
+        floor = self.floor
+        self.slope = self.add_weight(
+            name="slope",
+            shape=(channels,),
+            initializer=tf.keras.initializers.Constant(self.initial_slope),
+            constraint=lambda a: tf.maximum(a, floor),
+            trainable=True,
+        )
+        super().build(input_shape)
+
+    def soft(self, x):
+        if self.symmetric:
+            return tf.clip_by_value(self.slope * x, -1.0, 1.0)
+        return tf.clip_by_value(self.slope * x + self.offset, 0.0, 1.0)
+
+    def hard(self, x):
+        if self.symmetric:
+            return lq.math.sign(x)  # a >= floor > 0, so sign(a x) = sign(x)
+        return tf.where(self.slope * x + self.offset >= 0.5, 1.0, 0.0)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "initial_slope": self.initial_slope,
+            "floor": self.floor,
+            "offset": self.offset,
+            "symmetric": self.symmetric,
+        }
+
+
+def dab_split(w):
+    r"""Per output channel, DAB's optimal two-level split of a kernel `w` (`[..., O]`).
+
+    For the `n` weights of channel `o` sorted in descending order, with `S_K` the sum of the `K`
+    largest and `S` the total, the split maximizes `S_K²/K + (S − S_K)²/(n − K)` over
+    `K ∈ [1, n−1]` — equivalently minimizes the squared error of the two-level approximation
+    whose levels are the group means. Returns `(threshold, alpha, beta, top_count)`, each of
+    shape `[O]`: weights `>= threshold` form the top group (level `alpha`), the rest get `−beta`.
+    """
+    n = w.shape[:-1].num_elements()
+    if n is None or n < 2:
+        raise ValueError(
+            f"DistributionAwareSign needs at least 2 weights per output channel, got kernel shape {w.shape}."
+        )
+    cols = tf.transpose(tf.reshape(w, [n, -1]))  # [O, n]
+    ordered = tf.sort(cols, axis=-1, direction="DESCENDING")
+    prefix = tf.cumsum(ordered, axis=-1)[:, :-1]  # S_K for K = 1..n-1
+    total = tf.reduce_sum(cols, axis=-1, keepdims=True)
+    counts = tf.range(1, n, dtype=w.dtype)
+    criterion = tf.square(prefix) / counts + tf.square(total - prefix) / (n - counts)
+    best = tf.argmax(criterion, axis=-1, output_type=tf.int32)  # K* - 1
+    top_count = tf.cast(best + 1, w.dtype)
+    s_k = tf.gather(prefix, best, batch_dims=1)
+    threshold = tf.gather(ordered, best, batch_dims=1)
+    alpha = s_k / top_count
+    beta = -(tf.squeeze(total, -1) - s_k) / (n - top_count)
+    return threshold, alpha, beta, top_count
+
+
+@_register("dab_sign")
+class DistributionAwareSign(SoftHardQuantizer):
+    r"""Distribution-Aware Binarization (DAB) of kernels: two scales per output filter.
+
+    Per output channel, with the split of `dab_split` (the least-squares optimal two-level
+    quantizer: `K*` maximizes `S_K²/K + (S − S_K)²/(n − K)`, levels are the group means):
+
+    \[
+    q(w) = \begin{cases} \alpha_o & w \ge \theta_o \\ -\beta_o & \text{otherwise} \end{cases}
+    \;=\; \tfrac{\alpha_o+\beta_o}{2}\operatorname{sign}(w - \theta_o) + \tfrac{\alpha_o-\beta_o}{2}
+    \]
+
+    Gradient: the official code's rule (`updateDualGradWeight`), `∂q/∂w = |α_o|·1[|w|<1] + 1/K`
+    in the top group and `|β_o|·1[|w|<1] + 1/(n−K)` in the rest. Its extra factor
+    `(1 − 1/C_in)` belongs to the in-place mean-centring the official code does before
+    binarizing, which tfbin does not do, so it is left out.
+
+    Deviations of the official code, on purpose not copied: it takes α, β as mean **absolute**
+    values of the groups (not the least-squares means; they differ when a group straddles 0)
+    and its top group uses a strict `>` at the threshold (one element fewer than the criterion's
+    `K`, an off-by-one).
+
+    Two levels per channel are not ±scale, so LCE does not fuse this kernel as it is; the
+    exporter rewrites it exactly as `(α+β)/2 · bconv(x, sign(w − θ)) + (α−β)/2 · bconv(x, 1)`.
+    Forward values are the same in the soft and hard forms. Kernel quantizer only.
+
+    Prabhu, Batchu, Munagala, Gajawada, Namboodiri, "Distribution-Aware Binarization of Neural
+    Networks for Sketch Recognition", WACV 2018, arXiv:1804.02941.
+    """
+
+    def build(self, input_shape):
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"DistributionAwareSign is a kernel quantizer (per output filter split); it got "
+                f"a tensor of shape {input_shape}. Use a sign quantizer for activations."
+            )
+        super().build(input_shape)
+
+    def soft(self, w):
+        threshold, alpha, beta, top_count = (tf.stop_gradient(t) for t in dab_split(w))
+        n = w.shape[:-1].num_elements()
+
+        @tf.custom_gradient
+        def _call(w):
+            top = w >= threshold
+
+            def grad(dy):
+                inside = tf.cast(tf.abs(w) < 1.0, w.dtype)
+                top_scale = tf.abs(alpha) * inside + 1.0 / top_count
+                rest_scale = tf.abs(beta) * inside + 1.0 / (n - top_count)
+                return dy * tf.where(top, top_scale, rest_scale)
+
+            return tf.where(top, alpha, -beta), grad
+
+        return _call(w)
+
+    def hard(self, w):
+        threshold, alpha, beta, _ = dab_split(w)
+        return (alpha + beta) / 2.0 * lq.math.sign(w - threshold) + (alpha - beta) / 2.0
