@@ -155,8 +155,15 @@ def _is_prepared(builder) -> bool:
 def _build_from(builder, manual_dir) -> None:
     import tensorflow_datasets as tfds
 
-    config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir), try_download_gcs=False)
-    builder.download_and_prepare(download_config=config)
+    # TFDS caches extracted files by *file name* in a directory shared by all datasets; MNIST and
+    # Fashion-MNIST use the same four names, so a shared cache would hand one the other's images.
+    with tempfile.TemporaryDirectory(prefix=f"tfbin-{builder.name}-extract-") as scratch:
+        config = tfds.download.DownloadConfig(
+            manual_dir=os.fspath(manual_dir),
+            extract_dir=os.path.join(scratch, "extracted"),
+            try_download_gcs=False,
+        )
+        builder.download_and_prepare(download_dir=os.path.join(scratch, "downloads"), download_config=config)
 
 
 def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = None):

@@ -1,0 +1,144 @@
+"""SharpeningScheduler, sharpness get/set, hard mode, and sharpness surviving save/load."""
+import os
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfbin
+from tfbin import quantizers as Q
+from tfbin import schedules, sharpness
+from tfbin.callbacks import SharpeningScheduler
+
+
+def tiny_model():
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((4, 4, 1)),
+            lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, input_quantizer=Q.EDESign(), kernel_quantizer=Q.LibraSign()),
+            tf.keras.layers.Flatten(),
+            lq.layers.QuantDense(3, input_quantizer=Q.SelfBinarizingSign(), kernel_quantizer=Q.EDESign()),
+        ]
+    )
+
+
+def tiny_data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4, 4, 1)).astype("float32"), rng.integers(0, 3, size=n)
+
+
+class Recorder(tf.keras.callbacks.Callback):
+    """Records the sharpness values in effect at every batch (after the scheduler ran)."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names, self.seen = names, []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.append(tuple(sharpness.get(self.model, n) for n in self.names))
+
+
+def compiled(model):
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_scheduler_sets_every_same_named_weight_per_epoch_and_logs_it():
+    model = compiled(tiny_model())
+    ede = schedules.ede(0.1, 10, epochs=4)
+    recorder = Recorder(["t", "k"])
+    x, y = tiny_data()
+    history = model.fit(x, y, epochs=4, batch_size=32, verbose=0, callbacks=[SharpeningScheduler(ede), recorder])
+    assert len(sharpness.variables(model, "t")) == 3  # conv input, conv kernel, dense kernel
+    expected = [(ede["t"](e), ede["k"](e)) for e in range(4) for _ in range(2)]
+    np.testing.assert_allclose(recorder.seen, expected, rtol=1e-6)
+    np.testing.assert_allclose(history.history["t"], [ede["t"](e) for e in range(4)], rtol=1e-6)
+
+
+def test_scheduler_per_batch_uses_fractional_epochs():
+    model = compiled(tiny_model())
+    schedule = schedules.Linear(1, 9, epochs=2)
+    recorder = Recorder(["v"])
+    x, y = tiny_data()
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SharpeningScheduler({"v": schedule}, "batch"), recorder])
+    expected = [schedule(e + b / 4) for e in range(2) for b in range(4)]
+    np.testing.assert_allclose(np.ravel(recorder.seen), expected, rtol=1e-6)
+
+
+class Interrupt(tf.keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model._tfbin_epoch == 2 and batch == 1:
+            raise KeyboardInterrupt("simulated interruption")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model._tfbin_epoch = epoch
+
+
+def test_resume_after_a_real_interruption_gives_the_same_values(tmp_path):
+    x, y = tiny_data()
+    schedule = schedules.Exponential(1, 100, epochs=5)
+
+    def run(extra):
+        model = compiled(tiny_model())
+        recorder = Recorder(["v"])
+        callbacks = [SharpeningScheduler({"v": schedule}, "batch"), recorder] + extra
+        try:
+            model.fit(x, y, epochs=5, batch_size=16, verbose=0, callbacks=callbacks)
+        except KeyboardInterrupt:
+            pass
+        return np.ravel(recorder.seen)
+
+    uninterrupted = run([])
+    backup = tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    first = run([backup, Interrupt()])
+    resumed = run([tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert len(first) == 2 * 4 + 2  # two epochs, then two batches of the third
+    np.testing.assert_allclose(resumed, uninterrupted[8:], rtol=1e-6)  # resumes at epoch 2
+
+
+def test_unknown_sharpness_name_lists_the_known_ones():
+    model = compiled(tiny_model())
+    x, y = tiny_data()
+    with pytest.raises(KeyError, match=r"'v_typo'.*\['k', 't', 'v'\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[SharpeningScheduler({"v_typo": 3.0})])
+    with pytest.raises(ValueError, match="update_freq"):
+        SharpeningScheduler({"v": 1.0}, update_freq="step")
+
+
+def test_scheduler_config_round_trip():
+    scheduler = SharpeningScheduler(schedules.ede(0.01, 10, 40), update_freq="batch")
+    clone = SharpeningScheduler.from_config(scheduler.get_config())
+    assert clone.schedules == scheduler.schedules and clone.update_freq == "batch"
+
+
+def test_hard_mode_switches_forms_and_recompiles(rng):
+    model = compiled(tiny_model())
+    x, y = tiny_data()
+    model(x)
+    sharpness.set(model, "v", 0.5)  # far from the hard sign
+    soft = model.predict(x, verbose=0)
+    with tfbin.hard(model):
+        hard = model.predict(x, verbose=0)
+        assert all(q.hard_mode for q in sharpness.quantizers(model))
+    assert np.abs(soft - hard).max() > 1e-2
+    np.testing.assert_allclose(model.predict(x, verbose=0), soft, rtol=1e-6)
+    with pytest.raises(ValueError, match="no tfbin quantizers"):
+        with tfbin.hard(tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])):
+            pass
+
+
+@pytest.mark.parametrize("fmt", ["model.h5", "model.keras", "saved_model"])
+def test_sharpness_values_survive_save_and_load(tmp_path, fmt):
+    model = tiny_model()
+    x, _ = tiny_data(8)
+    model(x)
+    sharpness.set(model, "t", 3.25)
+    sharpness.set(model, "v", 7.5)
+    path = os.fspath(tmp_path / fmt)
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)  # no custom_objects: tfbin registered them
+    assert sharpness.get(loaded, "t") == 3.25 and sharpness.get(loaded, "v") == 7.5
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    with tfbin.hard(loaded), tfbin.hard(model):
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
