@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install system-deps data test test-fast demo clean
+.PHONY: install system-deps data test test-fast demo bench clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test-fast: install
 
 demo: data
 	$(PY) -m tfbin.cli demo --out demo_out
+
+# Benchmarks write JSON into bench/results/ and regenerate the README tables from it.
+bench: data
+	$(PY) bench/export_bench.py
+	$(PY) bench/make_tables.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

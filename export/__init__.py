@@ -1,39 +1,50 @@
-"""Convert tfbin/larq models into binary TFLite models with Larq Compute Engine.
+"""Convert tfbin/larq models into binary TFLite models with Larq Compute Engine, and prove it.
 
-`convert` converts the **hard** form of a model (`tfbin.hard`) and writes the flatbuffer
-atomically; `op_histogram` counts the operators of a flatbuffer, so callers (and tests) can check
-that every binarized layer became an `LceBconv2d`.
+```python
+report = tfbin.export.convert(model, "model.tflite", sample_inputs=x_test[:1000])
+print(report.to_markdown())
+```
+
+`convert` takes the model's **hard** form, applies exact rewrites so that every binarized layer
+becomes an `LceBconv2d` (binary Dense -> 1x1 binary conv; {0,1} activations -> ±1 with the
+offset in the bias; two-level kernels -> one binary conv with extra all-ones channels; see
+`tfbin.export.rewrite`), converts with LCE, writes the file atomically, then verifies: which LCE
+op each binarized layer became, the op histogram, size against the float TFLite of the same
+architecture and the 1-bit limit, Keras-vs-TFLite parity, and host latency.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import statistics
+import time
+import warnings
 
+import numpy as np
 import tensorflow as tf
 
 from tfbin import _io, mode, sharpness
+from tfbin.binarize import binarized_layers
+from tfbin.export.report import ExportReport
+from tfbin.export.rewrite import RewriteError, export_model
 
-__all__ = ["convert", "op_histogram"]
-
-
-def convert(model: tf.keras.Model, path: str | os.PathLike | None = None) -> bytes:
-    """Convert `model` in its hard form with LCE; write it to `path` (atomically) if given."""
-    import larq_compute_engine as lce  # heavy; loaded on use
-
-    if sharpness.quantizers(model):
-        with mode.hard(model):
-            flatbuffer = lce.convert_keras_model(model)
-    else:
-        flatbuffer = lce.convert_keras_model(model)
-    if path is not None:
-        _io.write_bytes_atomic(path, flatbuffer)
-    return flatbuffer
+__all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin"]
 
 
-def op_histogram(flatbuffer: bytes) -> collections.Counter:
-    """`{op name: count}` over all subgraphs; custom ops (LCE's) by their custom code."""
+class ExportError(RuntimeError):
+    """Strict export failed: a binarized layer did not become a binary op, or parity failed."""
+
+
+def _schema():
     from tensorflow.lite.python import schema_py_generated as schema
 
+    return schema
+
+
+def _ops(flatbuffer: bytes):
+    """`[(op name, input and output tensor names)]` over all subgraphs; custom ops by their custom code."""
+    schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
     builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     names = []
@@ -41,10 +52,203 @@ def op_histogram(flatbuffer: bytes) -> collections.Counter:
         if code.customCode:
             names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
         else:
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-            names.append(builtin_names.get(builtin, str(builtin)))
-    counts = collections.Counter()
+            names.append(builtin_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN"))
+    ops = []
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
-            counts[names[op.opcodeIndex]] += 1
-    return counts
+            tensors = [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]
+            ops.append((names[op.opcodeIndex], [subgraph.tensors[i].name.decode() for i in tensors if i >= 0]))
+    return ops
+
+
+def op_histogram(flatbuffer: bytes) -> collections.Counter:
+    """`{op name: count}` of a TFLite flatbuffer; LCE's custom ops by name (`LceBconv2d`)."""
+    return collections.Counter(name for name, _ in _ops(flatbuffer))
+
+
+def float_twin(model: tf.keras.Model) -> tf.keras.Model:
+    """The same architecture with every larq layer as its plain Keras layer (no quantizers)."""
+    from tfbin import _graph
+    import larq as lq
+
+    plain = {
+        lq.layers.QuantConv2D: tf.keras.layers.Conv2D,
+        lq.layers.QuantDense: tf.keras.layers.Dense,
+        lq.layers.QuantDepthwiseConv2D: tf.keras.layers.DepthwiseConv2D,
+    }
+    larq_keys = {"input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics"}
+
+    def replace(layer):
+        cls = plain.get(type(layer))
+        if cls is None:
+            return None
+        return cls(**{k: v for k, v in layer.get_config().items() if k not in larq_keys})
+
+    return _graph.rebuild(model, replace, share=True)
+
+
+def _hard(model):
+    return mode.hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
+
+
+def _median_ms(run, repeats):
+    run()  # warm-up: first invocation allocates and packs weights
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def _latency(flatbuffer, float_flatbuffer, x1, repeats):
+    import larq_compute_engine as lce
+
+    default = lce.testing.Interpreter(flatbuffer, num_threads=1)
+    indirect = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
+    float_interp = tf.lite.Interpreter(model_content=float_flatbuffer, num_threads=1)
+    float_interp.allocate_tensors()
+    index = float_interp.get_input_details()[0]["index"]
+
+    def run_float():
+        float_interp.set_tensor(index, x1)
+        float_interp.invoke()
+
+    return {
+        "lce_default_ms": _median_ms(lambda: default.predict(x1), repeats),
+        "lce_indirect_bgemm_ms": _median_ms(lambda: indirect.predict(x1), repeats),
+        "float_tflite_ms": _median_ms(run_float, repeats),
+        "repeats": repeats,
+        "note": "x86 host, 1 thread, batch 1, median; LCE's optimized ARM kernels are not used "
+        "here, so these figures do not stand for a phone or a Raspberry Pi.",
+    }
+
+
+def _one_bit_limit_bytes(model) -> int:
+    """Binarized kernels at 1 bit, every other trainable weight at its stored 32 bits.
+
+    Non-trainable weights (BatchNorm statistics, sharpness values) are left out: at inference
+    they fold into the trainable ones' multipliers and biases.
+    """
+    binary_kernels = {id(layer.kernel) for layer in binarized_layers(model)}
+    bits = 0
+    for weight in model.trainable_weights:
+        count = int(np.prod(weight.shape))
+        bits += count * (1 if id(weight) in binary_kernels else 32)
+    return int(np.ceil(bits / 8))
+
+
+def _map_layers(model, mapping, refused, ops):
+    """Each binarized Keras layer -> the LCE op its export layer became, or why it stayed float."""
+    rows = []
+    for layer in binarized_layers(model):
+        export_name = mapping.get(layer.name)
+        row = {"layer": layer.name, "type": type(layer).__name__, "lce_op": None, "reason": None}
+        if export_name is None:
+            row["reason"] = f"rewrite refused: {refused.get(layer.name, 'unsupported layer')}"
+        else:
+            # LCE names tensors after the TF ops they came from; a bconv's quantized input (or its
+            # own output) carries the export layer's name.
+            produced = [
+                name for name, tensors in ops
+                if any(f"/{export_name}/" in t or t.endswith(f"/{export_name}") for t in tensors)
+            ]
+            if "LceBconv2d" in produced:
+                row["lce_op"] = "LceBconv2d"
+            else:
+                row["reason"] = f"converted to {sorted(set(produced)) or 'ops folded into neighbours'}, not LceBconv2d"
+        rows.append(row)
+    return rows
+
+
+def convert(
+    model: tf.keras.Model,
+    path: str | os.PathLike | None = None,
+    *,
+    strict: bool = False,
+    sample_inputs=None,
+    num_samples: int = 1000,
+    latency: bool = True,
+    latency_repeats: int = 20,
+    normalization: str = "float32 as the Keras model's input",
+    labels=None,
+    report_path: str | os.PathLike | None = None,
+) -> ExportReport:
+    """Convert the hard form of `model` with LCE and verify the result.
+
+    # Arguments
+        path: where to write the `.tflite` (atomically); None keeps it in the report only.
+        strict: raise `ExportError` naming the layers when a binarized layer did not become
+            `LceBconv2d`, or when parity fails (otherwise a loud warning).
+        sample_inputs: inputs for the parity check (default: `num_samples` uniform [0, 1]
+            inputs of the model's input shape; pass real data where you have it).
+        latency: measure host latency (LCE default and indirect-BGEMM kernels, float TFLite).
+        normalization, labels: what a deploying app needs to know, copied into the report.
+        report_path: also write the report as JSON there and as Markdown beside it (`.md`).
+    """
+    import larq_compute_engine as lce
+
+    if model.inputs is None or len(model.inputs) != 1:
+        raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
+    exported, mapping, refused = export_model(model)
+    with _hard(model):  # the layers that were not rewritten are shared with `model`
+        flatbuffer = lce.convert_keras_model(exported)
+    float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
+
+    input_shape = tuple(model.inputs[0].shape[1:])
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+        sample_inputs = rng.uniform(0.0, 1.0, size=(num_samples, *input_shape)).astype(np.float32)
+    sample_inputs = np.asarray(sample_inputs, np.float32)
+    with _hard(model):
+        expected = model.predict(sample_inputs, batch_size=256, verbose=0)
+    got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
+    expected, got = np.asarray(expected).reshape(len(sample_inputs), -1), np.asarray(got).reshape(len(sample_inputs), -1)
+    per_sample = np.abs(expected - got).max(axis=1)
+    tolerance = 1e-3 * max(1.0, float(np.abs(expected).max()))
+    parity = {
+        "samples": int(len(sample_inputs)),
+        "max_abs_diff": float(per_sample.max()),
+        "median_abs_diff": float(np.median(per_sample)),
+        "within_tolerance": float(np.mean(per_sample <= tolerance)),
+        "tolerance": tolerance,
+        "argmax_agreement": float(np.mean(expected.argmax(1) == got.argmax(1))),
+    }
+    parity["passed"] = parity["argmax_agreement"] >= 0.999 and parity["within_tolerance"] >= 0.999
+
+    ops = _ops(flatbuffer)
+    rows = _map_layers(model, mapping, refused, ops)
+    report = ExportReport(
+        path=None if path is None else os.fspath(path),
+        layers=rows,
+        op_histogram=dict(collections.Counter(name for name, _ in ops)),
+        size_bytes=len(flatbuffer),
+        float_size_bytes=len(float_flatbuffer),
+        one_bit_limit_bytes=_one_bit_limit_bytes(model),
+        parity=parity,
+        latency=_latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None,
+        deployment={
+            "input_shape": [1, *input_shape],
+            "input_dtype": "float32",
+            "normalization": normalization,
+            "labels": list(labels) if labels is not None else None,
+            "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
+        },
+        flatbuffer=flatbuffer,
+    )
+    problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
+    if not parity["passed"]:
+        problems.append(
+            f"parity failed: argmax agreement {parity['argmax_agreement']:.4f}, "
+            f"{parity['within_tolerance']:.4f} of samples within {tolerance:g}"
+        )
+    report.problems = problems
+    if problems:
+        if strict:
+            raise ExportError("tfbin.export (strict): " + "; ".join(problems))
+        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=2)
+    if path is not None:
+        _io.write_bytes_atomic(path, flatbuffer)
+    if report_path is not None:
+        report.write(report_path)
+    return report

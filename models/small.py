@@ -1,56 +1,124 @@
-"""Small architectures for 28×28 data."""
+"""Small full-precision architectures of the papers, binarized by a recipe in `tfbin.models.build`.
+
+They are written with plain `Conv2D`/`Dense` layers: the recipe decides the quantizers, and its
+`keep_full_precision=("first", "last")` keeps the stem and the classifier float, which is how
+every one of these nets is binarized in its paper.
+"""
 from __future__ import annotations
 
-import larq as lq
 import tensorflow as tf
 
 
-def _fresh(quantizer):
-    """A new quantizer for each layer: sharpness and slope weights must not be shared by accident."""
-    if isinstance(quantizer, tf.keras.layers.Layer):
-        return type(quantizer).from_config(quantizer.get_config())
-    return quantizer
+def _bn():
+    return tf.keras.layers.BatchNormalization(momentum=0.9)
 
 
-def fmnist_small(
-    input_quantizer="ste_sign",
-    kernel_quantizer="ste_sign",
-    kernel_constraint="weight_clip",
-    *,
-    input_shape=(28, 28, 1),
-    num_classes: int = 10,
-    name: str = "fmnist_small",
-) -> tf.keras.Model:
-    """The Fashion-MNIST net of DESIGN.md §1.
+@tf.keras.utils.register_keras_serializable(package="tfbin")
+class HardTanh(tf.keras.layers.Layer):
+    """`clip(x, -1, 1)` (PyTorch's Hardtanh), the activation of IR-Net's CIFAR nets."""
 
-    Full-precision 32-filter first conv; binarized convs 64 (+max-pool), 64, 128 (+max-pool);
-    a binarized Dense 256; a full-precision classifier. BatchNorm after every conv and dense.
-    Binarized layers use `pad_values=1` so that 'same' padding stays binary (LCE's fast path).
-    """
+    def call(self, inputs):
+        return tf.clip_by_value(inputs, -1.0, 1.0)
 
-    def binary(layer, *args, **kwargs):
-        return layer(
-            *args,
-            input_quantizer=_fresh(input_quantizer),
-            kernel_quantizer=_fresh(kernel_quantizer),
-            kernel_constraint=kernel_constraint,
-            use_bias=False,
-            **kwargs,
-        )
 
+@tf.keras.utils.register_keras_serializable(package="tfbin")
+class ZeroPadShortcut(tf.keras.layers.Layer):
+    """ResNet shortcut "option A": `x[:, ::s, ::s, :]`, channels zero-padded to `filters`."""
+
+    def __init__(self, filters: int, strides: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides = int(filters), int(strides)
+
+    def call(self, inputs):
+        x = inputs[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - inputs.shape[-1]
+        return tf.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+def fmnist_small(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
+    """The Fashion-MNIST net of DESIGN.md §1: float 32-filter stem; convs 64 (+pool), 64,
+    128 (+pool) and a Dense 256 (binarized by the recipe); float classifier."""
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = binary(lq.layers.QuantConv2D, 64, 3, padding="same", pad_values=1.0)(x)
+    x = _bn()(x)
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
     x = tf.keras.layers.MaxPooling2D(2)(x)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = binary(lq.layers.QuantConv2D, 64, 3, padding="same", pad_values=1.0)(x)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = binary(lq.layers.QuantConv2D, 128, 3, padding="same", pad_values=1.0)(x)
+    x = _bn()(x)
+    x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
+    x = _bn()(x)
+    x = tf.keras.layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
     x = tf.keras.layers.MaxPooling2D(2)(x)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = _bn()(x)
     x = tf.keras.layers.Flatten()(x)
-    x = binary(lq.layers.QuantDense, 256)(x)
-    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = tf.keras.layers.Dense(256, use_bias=False)(x)
+    x = _bn()(x)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
-    return tf.keras.Model(inputs, outputs, name=name)
+    return tf.keras.Model(inputs, outputs, name="fmnist_small")
+
+
+def bnn_mlp(input_shape=(28, 28, 1), num_classes: int = 10, units: int = 1024, hidden: int = 3) -> tf.keras.Model:
+    """The BinaryNet MLP (Courbariaux et al. 2016): `hidden` Dense layers of `units` + BN."""
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Flatten()(inputs)
+    for _ in range(hidden):
+        x = tf.keras.layers.Dense(units, use_bias=False)(x)
+        x = _bn()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs, name="bnn_mlp")
+
+
+def lenet_bnn(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
+    """LeNet-5 shaped net with BN: conv 32 (float), conv 64 (+pools), Dense 512, classifier."""
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(32, 5, padding="same", use_bias=False)(inputs)
+    x = tf.keras.layers.MaxPooling2D(2)(x)
+    x = _bn()(x)
+    x = tf.keras.layers.Conv2D(64, 5, padding="same", use_bias=False)(x)
+    x = tf.keras.layers.MaxPooling2D(2)(x)
+    x = _bn()(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(512, use_bias=False)(x)
+    x = _bn()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs, name="lenet_bnn")
+
+
+def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
+    """IR-Net's VGG-Small (papers.md §3.4): conv0 128 float; convs 128 (+pool), 256, 256 (+pool),
+    512, 512 (+pool), each conv -> [pool] -> BN -> hardtanh; float classifier."""
+    inputs = tf.keras.Input(input_shape)
+    x = inputs
+    for filters, pool in [(128, False), (128, True), (256, False), (256, True), (512, False), (512, True)]:
+        x = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        if pool:
+            x = tf.keras.layers.MaxPooling2D(2)(x)
+        x = _bn()(x)
+        x = HardTanh()(x)
+    x = tf.keras.layers.Flatten()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs, name="vgg_small")
+
+
+def resnet20(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
+    """IR-Net's CIFAR ResNet-20 1w1a (papers.md §3.4): a shortcut around every conv,
+    `out = hardtanh(BN(conv(x)) + shortcut(x))`; option-A shortcuts; stages 16/32/64 × 3 blocks."""
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = HardTanh()(_bn()(x))
+    in_filters = 16
+    for stage, filters in enumerate([16, 32, 64]):
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            for conv in range(2):
+                s = strides if conv == 0 else 1
+                y = _bn()(tf.keras.layers.Conv2D(filters, 3, strides=s, padding="same", use_bias=False)(x))
+                shortcut = ZeroPadShortcut(filters, s)(x) if (s != 1 or in_filters != filters) else x
+                x = HardTanh()(tf.keras.layers.Add()([y, shortcut]))
+                in_filters = filters
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = _bn()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs, name="resnet20")

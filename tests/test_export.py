@@ -1,57 +1,165 @@
-"""Hard forms that are ±1 (or ±scale per output channel) convert into LCE binary convs."""
+"""Export through LCE: every binarized layer becomes LceBconv2d, with parity and a computed report."""
+import json
+import os
+import subprocess
+import sys
+
 import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbin import export
+import tfbin
+from tfbin import export, models, recipes
 from tfbin import quantizers as Q
+from tfbin.binarize import binarized_layers
+from tfbin.export.rewrite import export_model
 
 
-def conv_net(input_quantizer, kernel_quantizer, binary_convs=3):
-    layers = [tf.keras.Input((16, 16, 3)), tf.keras.layers.Conv2D(32, 3, padding="same"), tf.keras.layers.BatchNormalization()]
-    for _ in range(binary_convs):
-        layers += [
-            lq.layers.QuantConv2D(
-                32, 3, padding="same", pad_values=1.0, use_bias=False,
-                input_quantizer=input_quantizer(), kernel_quantizer=kernel_quantizer(),
-            ),
-            tf.keras.layers.BatchNormalization(),
-        ]
-    layers += [tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(10)]
-    return tf.keras.Sequential(layers)
+def randomize_batch_norm(model, seed=0):
+    """Non-trivial BN statistics, so the folded thresholds and multipliers are exercised."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.3, shape), rng.normal(0, 0.3, shape), rng.uniform(0.5, 2, shape)])
 
 
-PM_ONE_FORMS = {
-    "sbn/sbn": (Q.SelfBinarizingSign, Q.SelfBinarizingSign),
-    "ede/libra": (Q.EDESign, Q.LibraSign),
-    "ede/ede": (Q.EDESign, Q.EDESign),
-    "abr_symmetric/libra": (lambda: Q.BoundedRectifier(symmetric=True), Q.LibraSign),
-}
-
-
-@pytest.mark.parametrize("name", PM_ONE_FORMS)
-@pytest.mark.parametrize("binary_convs", [2, 3])
-def test_pm_one_hard_forms_become_exactly_one_bconv_per_binary_conv(tmp_path, name, binary_convs):
-    model = conv_net(*PM_ONE_FORMS[name], binary_convs=binary_convs)
+@pytest.mark.parametrize("recipe", recipes.available())
+def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path, recipe):
+    # fmnist_small: binarized convs and a binarized hidden Dense before the float classifier.
+    model, _ = models.build("fmnist_small", recipe, epochs=1)
+    randomize_batch_norm(model)
+    x = np.random.default_rng(1).uniform(0, 1, size=(1000, 28, 28, 1)).astype("float32")
     path = tmp_path / "model.tflite"
-    flatbuffer = export.convert(model, path)
-    ops = export.op_histogram(flatbuffer)
-    assert ops["LceBconv2d"] == binary_convs
-    assert ops["CONV_2D"] == 1  # only the full-precision stem stays float
-    assert path.read_bytes() == flatbuffer
-    assert not any(q.hard_mode for q in model.submodules if isinstance(q, Q.SoftHardQuantizer))
+    report = export.convert(model, path, strict=True, sample_inputs=x, latency=False)
+    assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 4
+    assert report.op_histogram["LceBconv2d"] == 4 and report.op_histogram["CONV_2D"] == 1
+    assert report.parity["samples"] == 1000
+    assert report.parity["argmax_agreement"] >= 0.999
+    assert report.parity["max_abs_diff"] <= 1e-3  # softmax outputs: stated tolerance
+    assert path.read_bytes() == report.flatbuffer
+    assert not any(q.hard_mode for q in tfbin.sharpness.quantizers(model))
 
 
-def test_converted_hard_model_computes_what_keras_hard_model_computes():
-    import larq_compute_engine as lce
+def border_model(recipe, padding):
+    inputs = tf.keras.Input((7, 7, 3))
+    x = tf.keras.layers.Conv2D(16, 3, padding="same")(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.Conv2D(24, 3, padding=padding, use_bias=True)(x)
+    x = tf.keras.layers.Conv2D(8, 1)(x)  # kept float ("last"): the binary conv's output map is compared
+    model = tf.keras.Model(inputs, x)
+    binarized, _ = tfbin.binarize(model, recipe, epochs=1)
+    randomize_batch_norm(binarized)
+    layer = [l for l in binarized.layers if isinstance(l, lq.layers.QuantConv2D)][0]
+    layer.bias.assign(np.random.default_rng(2).normal(size=24))
+    if recipe == "abr":
+        layer.input_quantizer.slope.assign(np.random.default_rng(3).uniform(0.3, 3, 16))
+    return binarized, layer
 
-    import tfbin
 
-    model = conv_net(Q.EDESign, Q.LibraSign)
-    flatbuffer = export.convert(model)
-    x = np.random.default_rng(0).uniform(-1, 1, size=(20, 16, 16, 3)).astype("float32")
+@pytest.mark.parametrize("recipe", ["abr", "dab"])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_abr_and_dab_rewrites_are_exact_including_same_padding_borders(recipe, padding):
+    model, layer = border_model(recipe, padding)
+    x = np.random.default_rng(4).normal(size=(64, 7, 7, 3)).astype("float32")
+    probe = tf.keras.Model(model.inputs, model.get_layer(layer.name).output)
+    exported, mapping, refused = export_model(model)
+    assert not refused and layer.name in mapping
+    probe_export = tf.keras.Model(exported.inputs, exported.get_layer(mapping[layer.name]).output)
     with tfbin.hard(model):
-        expected = model.predict(x, verbose=0)
-    got = lce.testing.Interpreter(flatbuffer).predict(x)
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+        expected = probe.predict(x, verbose=0)
+        got = probe_export.predict(x, verbose=0)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, atol=1e-5 * scale)
+    if padding == "same":  # the borders, where the padding enters the sums
+        np.testing.assert_allclose(got[:, [0, -1]], expected[:, [0, -1]], atol=1e-5 * scale)
+        np.testing.assert_allclose(got[:, :, [0, -1]], expected[:, :, [0, -1]], atol=1e-5 * scale)
+    report = export.convert(model, sample_inputs=x, latency=False, strict=True)
+    assert report.layers[0]["lce_op"] == "LceBconv2d"
+
+
+class ShiftedSign(Q.SoftHardQuantizer):
+    """A user quantizer whose hard form, sign(x - 0.3), has no rewrite: export must say so."""
+
+    def soft(self, x):
+        return tf.tanh(x - 0.3)
+
+    def hard(self, x):
+        return lq.math.sign(x - 0.3)
+
+
+def unsupported_model():
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 3)),
+            tf.keras.layers.Conv2D(8, 3, padding="same"),
+            lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, input_quantizer=ShiftedSign(), kernel_quantizer="ste_sign", name="shifted"),
+            lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="plain"),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(3),
+        ]
+    )
+
+
+def test_unsupported_binarized_layer_warns_or_fails_strictly_naming_it(tmp_path):
+    model = unsupported_model()
+    with pytest.warns(UserWarning, match=r"layer 'shifted' stayed float: rewrite refused.*sign\(x\)"):
+        report = export.convert(model, tmp_path / "m.tflite", latency=False)
+    assert [r["lce_op"] for r in report.layers] == [None, "LceBconv2d"]
+    assert not report.all_binary and "shifted" in report.to_markdown()
+    with pytest.raises(export.ExportError, match="'shifted'"):
+        export.convert(model, tmp_path / "strict.tflite", strict=True, latency=False)
+    assert not (tmp_path / "strict.tflite").exists()  # nothing written on failure
+
+
+def test_report_numbers_are_computed_from_the_model(tmp_path):
+    two_models = {
+        1: models.build("lenet_bnn", "irnet", epochs=1).model,
+        2: models.build("fmnist_small", "irnet", epochs=1).model,
+    }
+    reports = []
+    for width, model in two_models.items():
+        report = export.convert(model, tmp_path / f"{width}.tflite", num_samples=50, latency=True, latency_repeats=3, report_path=tmp_path / f"{width}.json")
+        kernels = {id(l.kernel) for l in binarized_layers(model)}
+        bits = sum(int(np.prod(w.shape)) * (1 if id(w) in kernels else 32) for w in model.trainable_weights)
+        assert report.one_bit_limit_bytes == int(np.ceil(bits / 8))
+        assert report.size_bytes == os.path.getsize(tmp_path / f"{width}.tflite")
+        assert report.size_bytes < report.float_size_bytes / 5
+        assert 0.5 < report.size_bytes / report.one_bit_limit_bytes < 2
+        saved = json.loads((tmp_path / f"{width}.json").read_text())
+        assert saved["size_bytes"] == report.size_bytes and saved["op_histogram"] == report.op_histogram
+        assert (tmp_path / f"{width}.md").read_text().startswith("# Export report")
+        assert all(report.latency[k] > 0 for k in ("lce_default_ms", "lce_indirect_bgemm_ms", "float_tflite_ms"))
+        reports.append(report)
+    assert reports[0].size_bytes != reports[1].size_bytes
+    assert reports[0].op_histogram != reports[1].op_histogram
+
+
+def cli(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "tfbin.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("fmt", ["model.h5", "model.keras", "saved_model"])
+def test_cli_exports_saved_models(tmp_path, fmt):
+    model, _ = models.build("lenet_bnn", "irnet", epochs=1)
+    model.save(tmp_path / fmt)
+    out = tmp_path / "out.tflite"
+    result = cli("export", str(tmp_path / fmt), "-o", str(out), "--strict", "--no-latency")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2/2 binarized layers as LceBconv2d" in result.stdout
+    assert json.loads((tmp_path / "out.report.json").read_text())["all_binary"] is True
+    assert out.stat().st_size > 0
+
+
+def test_cli_export_bad_files_fail_in_one_line(tmp_path):
+    missing = cli("export", str(tmp_path / "nope.h5"), "-o", str(tmp_path / "o.tflite"))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1] == f"tfbin export: error: {tmp_path / 'nope.h5'}: no such file or directory"
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"not an hdf5 file at all")
+    result = cli("export", str(corrupt), "-o", str(tmp_path / "o.tflite"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not a loadable Keras model" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "o.tflite").exists()

@@ -1,4 +1,4 @@
-"""The README's quick start runs as written."""
+"""The README's Python examples run as written."""
 import os
 import pathlib
 import re
@@ -8,16 +8,30 @@ import sys
 import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def run(code, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
 
 
 @pytest.mark.slow
 def test_quick_start_runs(tmp_path):
     block = re.search(r"## Quick start\s+```python\n(.*?)```", README.read_text(), re.S).group(1)
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+    result = run(block, tmp_path)
     if "DataUnavailableError" in result.stderr:
         pytest.skip("Fashion-MNIST cannot be installed on this machine")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'LceBconv2d': 1" in result.stdout
     assert (tmp_path / "model.tflite").stat().st_size > 0
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_every_other_example_runs(tmp_path, index):
+    block = BLOCKS[index]
+    if "data.load(" in block:
+        pytest.skip("the quick start has its own test")
+    result = run(block, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]

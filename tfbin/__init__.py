@@ -8,8 +8,20 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 
 _ensure_keras2()
 
-from tfbin import callbacks, quantizers, schedules, sharpness  # noqa: E402
+from tfbin import callbacks, data, quantizers, recipes, schedules, sharpness  # noqa: E402
+from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["callbacks", "quantizers", "schedules", "sharpness", "hard", "__version__"]
+__all__ = [
+    "Binarized",
+    "binarize",
+    "callbacks",
+    "data",
+    "hard",
+    "quantizers",
+    "recipes",
+    "schedules",
+    "sharpness",
+    "__version__",
+]

@@ -15,6 +15,8 @@ object or by alias (`"ede_sign"`, ...).
 """
 from __future__ import annotations
 
+import math
+
 import larq as lq
 import tensorflow as tf
 
@@ -370,18 +372,28 @@ def dab_split(w):
         raise ValueError(
             f"DistributionAwareSign needs at least 2 weights per output channel, got kernel shape {w.shape}."
         )
-    cols = tf.transpose(tf.reshape(w, [n, -1]))  # [O, n]
+    # float64: the criterion is flat near its maximum, and float32 prefix sums, whose rounding
+    # depends on how the cumsum kernel splits its work, could pick a different K run to run.
+    cols = tf.transpose(tf.reshape(tf.cast(w, tf.float64), [n, -1]))  # [O, n]
     ordered = tf.sort(cols, axis=-1, direction="DESCENDING")
     prefix = tf.cumsum(ordered, axis=-1)[:, :-1]  # S_K for K = 1..n-1
     total = tf.reduce_sum(cols, axis=-1, keepdims=True)
-    counts = tf.range(1, n, dtype=w.dtype)
+    counts = tf.range(1, n, dtype=tf.float64)
     criterion = tf.square(prefix) / counts + tf.square(total - prefix) / (n - counts)
     best = tf.argmax(criterion, axis=-1, output_type=tf.int32)  # K* - 1
-    top_count = tf.cast(best + 1, w.dtype)
+    top_count = tf.cast(best + 1, tf.float64)
     s_k = tf.gather(prefix, best, batch_dims=1)
     threshold = tf.gather(ordered, best, batch_dims=1)
     alpha = s_k / top_count
     beta = -(tf.squeeze(total, -1) - s_k) / (n - top_count)
+    # Round both levels to 8 significant bits on a common grid, so that convolutions with them
+    # (sums of ±level) are exact in float32, as with IR-Net's power-of-two scales: TensorFlow's
+    # float conv and LCE's integer popcount then agree, instead of differing by rounding that
+    # flips signs downstream. A level moves by at most 2^-8 of the larger one.
+    largest = tf.maximum(tf.abs(alpha), tf.abs(beta))
+    grid = tf.pow(tf.constant(2.0, tf.float64), tf.floor(tf.math.log(tf.maximum(largest, 1e-30)) / math.log(2.0)) - 7.0)
+    alpha, beta = tf.round(alpha / grid) * grid, tf.round(beta / grid) * grid
+    threshold, alpha, beta, top_count = (tf.cast(t, w.dtype) for t in (threshold, alpha, beta, top_count))
     return threshold, alpha, beta, top_count
 
 
@@ -390,7 +402,8 @@ class DistributionAwareSign(SoftHardQuantizer):
     r"""Distribution-Aware Binarization (DAB) of kernels: two scales per output filter.
 
     Per output channel, with the split of `dab_split` (the least-squares optimal two-level
-    quantizer: `K*` maximizes `S_K²/K + (S − S_K)²/(n − K)`, levels are the group means):
+    quantizer: `K*` maximizes `S_K²/K + (S − S_K)²/(n − K)`, levels are the group means, rounded
+    to 8 significant bits so that the deployed binary conv and the Keras model agree exactly):
 
     \[
     q(w) = \begin{cases} \alpha_o & w \ge \theta_o \\ -\beta_o & \text{otherwise} \end{cases}

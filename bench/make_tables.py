@@ -1,0 +1,54 @@
+"""Regenerate the README's benchmark tables from the committed JSON results.
+
+    python bench/make_tables.py        # rewrites the blocks between <!-- bench:NAME --> markers
+"""
+import json
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def export_table(data):
+    lines = [
+        f"Measured by `{data['command']}` ({data['recipe']} recipe, untrained weights; host: {data['host']['cpus']} x86 cores; "
+        f"TF {data['versions']['tensorflow']}, LCE {data['versions']['larq_compute_engine']}; {data['wall_seconds']:.0f} s).",
+        "",
+        "| model | input | binarized layers as LceBconv2d | .tflite | float TFLite | float / binary | binary / 1-bit limit | argmax agreement (n) | max abs diff | host ms: LCE default / indirect BGEMM / float |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        lat = r["latency"]
+        lines.append(
+            f"| {r['model']} | {'×'.join(map(str, r['input_shape']))} | {r['lce_bconv_layers']}/{r['binarized_layers']} | "
+            f"{r['size_bytes'] / 1024:,.0f} KiB | {r['float_size_bytes'] / 1024:,.0f} KiB | {r['float_over_binary']:.1f}× | "
+            f"{r['binary_over_limit']:.3f} | {r['parity']['argmax_agreement']:.4f} ({r['parity']['samples']}) | "
+            f"{r['parity']['max_abs_diff']:.2g} | {lat['lce_default_ms']:.2f} / {lat['lce_indirect_bgemm_ms']:.2f} / {lat['float_tflite_ms']:.2f} |"
+        )
+    lines.append("")
+    lines.append("Host latencies are x86 figures with LCE's Python interpreter; they do not stand for ARM (see docs/deploy.md for LCE's published ARM numbers).")
+    return "\n".join(lines)
+
+
+TABLES = {"export": ("bench/results/export.json", export_table)}
+
+
+def main():
+    path = os.path.join(ROOT, "README.md")
+    text = open(path, encoding="utf-8").read()
+    for name, (result, render) in TABLES.items():
+        result_path = os.path.join(ROOT, result)
+        if not os.path.exists(result_path):
+            continue
+        block = render(json.load(open(result_path)))
+        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(\n<!-- /bench:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- bench:{name} --> block")
+        text = pattern.sub(lambda m: m.group(1) + block + m.group(2), text)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    main()

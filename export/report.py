@@ -1,0 +1,91 @@
+"""The verification report of an export, as JSON (for tools) and Markdown (for people)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from tfbin import _io
+
+
+@dataclasses.dataclass
+class ExportReport:
+    path: str | None
+    layers: list
+    op_histogram: dict
+    size_bytes: int
+    float_size_bytes: int
+    one_bit_limit_bytes: int
+    parity: dict
+    latency: dict | None
+    deployment: dict
+    problems: list = dataclasses.field(default_factory=list)
+    flatbuffer: bytes = dataclasses.field(default=b"", repr=False)
+
+    @property
+    def all_binary(self) -> bool:
+        """Every binarized layer became an `LceBconv2d`."""
+        return all(row["lce_op"] == "LceBconv2d" for row in self.layers)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.pop("flatbuffer")
+        data["size_vs_float"] = self.size_bytes / max(1, self.float_size_bytes)
+        data["size_vs_one_bit_limit"] = self.size_bytes / max(1, self.one_bit_limit_bytes)
+        data["all_binary"] = self.all_binary
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        d = self.to_dict()
+        lines = [f"# Export report: {self.path or '(in memory)'}", ""]
+        binary = sum(r["lce_op"] == "LceBconv2d" for r in self.layers)
+        lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
+        lines += ["| layer | type | LCE op | why not binary |", "|---|---|---|---|"]
+        lines += [f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'} | {r['reason'] or ''} |" for r in self.layers]
+        lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]
+        lines += [
+            f"| this model | {self.size_bytes:,} | 1 |",
+            f"| float TFLite, same architecture | {self.float_size_bytes:,} | {self.float_size_bytes / max(1, self.size_bytes):.2f}× larger |",
+            f"| 1-bit limit (binarized kernels at 1 bit, other trainable weights at 32) | {self.one_bit_limit_bytes:,} | this model is {d['size_vs_one_bit_limit']:.2f}× the limit |",
+        ]
+        p = self.parity
+        lines += [
+            "",
+            "## Keras (hard form) vs TFLite parity",
+            "",
+            f"{p['samples']} inputs: argmax agreement {p['argmax_agreement']:.4f}; max |diff| {p['max_abs_diff']:.3g} "
+            f"(median {p['median_abs_diff']:.3g}); {p['within_tolerance']:.4f} of inputs within {p['tolerance']:.3g}. "
+            f"**{'passed' if p['passed'] else 'FAILED'}**.",
+        ]
+        lines += ["", "## Ops", "", "| op | count |", "|---|---|"]
+        lines += [f"| {name} | {count} |" for name, count in sorted(self.op_histogram.items())]
+        if self.latency:
+            lat = self.latency
+            lines += [
+                "",
+                "## Host latency",
+                "",
+                f"LCE default kernels {lat['lce_default_ms']} ms, LCE indirect BGEMM {lat['lce_indirect_bgemm_ms']} ms, "
+                f"float TFLite {lat['float_tflite_ms']} ms. {lat['note']}",
+            ]
+        dep = self.deployment
+        lines += [
+            "",
+            "## Deploying",
+            "",
+            f"- input: shape {dep['input_shape']}, {dep['input_dtype']}, {dep['normalization']}",
+            f"- labels: {dep['labels'] if dep['labels'] else 'not given'}",
+            f"- {dep['op_resolver']}",
+        ]
+        if self.problems:
+            lines += ["", "## Problems", ""] + [f"- {problem}" for problem in self.problems]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the JSON report to `path` and the Markdown one beside it (`.md`), atomically."""
+        path = os.fspath(path)
+        _io.write_text_atomic(path, self.to_json())
+        _io.write_text_atomic(os.path.splitext(path)[0] + ".md", self.to_markdown())

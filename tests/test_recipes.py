@@ -1,0 +1,126 @@
+"""Recipes and binarize(): quantizers land where they should, weights are kept, training works."""
+import warnings
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfbin
+from tfbin import quantizers as Q
+from tfbin import recipes
+
+EXPECTED = {
+    "ste": (lq.quantizers.SteSign, lq.quantizers.SteSign),
+    "self_binarizing": (Q.SelfBinarizingSign, Q.SelfBinarizingSign),
+    "irnet": (Q.EDESign, Q.LibraSign),
+    "abr": (Q.BoundedRectifier, lq.quantizers.SteSign),
+    "dab": (lq.quantizers.SteSign, Q.DistributionAwareSign),
+}
+
+
+def float_model():
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", name="conv_same")(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.Conv2D(16, 3, padding="valid", name="conv_valid")(x)
+    x = tf.keras.layers.DepthwiseConv2D(3, name="depthwise")(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(32, name="hidden")(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    outputs = tf.keras.layers.Dense(4, name="classifier")(x)
+    return tf.keras.Model(inputs, outputs)
+
+
+def test_available_lists_the_built_in_recipes():
+    assert recipes.available() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_keeps_weights(name):
+    model = float_model()
+    with pytest.warns(UserWarning, match="depthwise.*no binary op"):
+        binarized, callbacks = tfbin.binarize(model, name, epochs=3) if name in ("irnet", "self_binarizing") else tfbin.binarize(model, name)
+    layers = {l.name: l for l in binarized.layers}
+    assert isinstance(layers["stem"], tf.keras.layers.Conv2D) and not hasattr(layers["stem"], "input_quantizer")
+    assert type(layers["classifier"]) is tf.keras.layers.Dense
+    assert type(layers["depthwise"]) is tf.keras.layers.DepthwiseConv2D
+    input_cls, kernel_cls = EXPECTED[name]
+    for layer_name in ("conv_same", "conv_valid", "hidden"):
+        layer = layers[layer_name]
+        assert isinstance(layer.input_quantizer, input_cls) and isinstance(layer.kernel_quantizer, kernel_cls)
+    assert layers["conv_same"].pad_values == 1.0 and layers["conv_valid"].pad_values == 0.0
+    assert layers["conv_same"].input_quantizer is not layers["hidden"].input_quantizer  # fresh per layer
+    for original in model.layers:
+        for w_old, w_new in zip(original.weights, layers[original.name].weights):
+            np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
+    assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in ("irnet", "self_binarizing") else [])
+
+
+def test_binarize_replaces_quantizers_of_a_larq_model():
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 3)),
+            lq.layers.QuantConv2D(8, 3, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="fp_input"),
+            lq.layers.QuantConv2D(8, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="binary"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(2, name="classifier"),
+        ]
+    )
+    binarized, callbacks = tfbin.binarize(model, "irnet", epochs=5, t_min=0.01)
+    assert isinstance(binarized.get_layer("binary").kernel_quantizer, Q.LibraSign)
+    assert isinstance(binarized.get_layer("fp_input").kernel_quantizer, lq.quantizers.SteSign)  # 1w32a: kept
+    np.testing.assert_array_equal(binarized.get_layer("binary").kernel.numpy(), model.get_layer("binary").kernel.numpy())
+    assert callbacks[0].schedules["t"](0) == pytest.approx(0.01)
+
+
+def test_binarized_float_model_trains_and_lowers_its_loss():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8, 8, 3)).astype("float32")
+    y = (x[:, :4].mean((1, 2, 3)) > 0).astype("int64") + 2 * (x[..., 0].mean((1, 2)) > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, callbacks = tfbin.binarize(float_model(), "irnet", epochs=8)
+    model.compile(tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=8, batch_size=64, verbose=0, callbacks=callbacks)
+    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+
+
+def test_recipe_config_round_trip_and_overrides():
+    recipe = recipes.get("irnet", epochs=40, t_min=0.001)
+    clone = recipes.Recipe.from_json(recipe.to_json())
+    assert clone == recipe
+    assert clone.schedules["t"](0) == pytest.approx(0.001) and clone.params["t_min"] == 0.001
+    assert recipes.get(recipe.get_config()) == recipe
+
+
+def test_users_can_register_their_own_recipe():
+    @recipes.register("sbn_ede_test")
+    def sbn_ede(epochs=None):
+        return recipes.Recipe("sbn_ede_test", Q.EDESign(), Q.SelfBinarizingSign(), schedules=tfbin.schedules.ede(0.1, 10, epochs))
+
+    try:
+        assert "sbn_ede_test" in recipes.available()
+        model, callbacks = tfbin.binarize(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(4), tf.keras.layers.Dense(4), tf.keras.layers.Dense(2)]), "sbn_ede_test", epochs=3)
+        assert isinstance(model.layers[1].kernel_quantizer, Q.SelfBinarizingSign)
+    finally:
+        recipes._FACTORIES.pop("sbn_ede_test")
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abr', 'dab', 'irnet', 'self_binarizing', 'ste'\]"),
+        (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
+        (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
+        (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),
+        (lambda: recipes.Recipe("bad", "ste_sign", "dorefa_quantizer"), ValueError, "not a 1-bit"),
+        (lambda: tfbin.binarize(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]), "ste"), ValueError, "nothing to binarize"),
+        (lambda: tfbin.binarize(float_model(), "ste", keep_full_precision=["nope"]), ValueError, "does not have"),
+    ],
+)
+def test_bad_input_gives_clear_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

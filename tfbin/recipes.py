@@ -1,0 +1,269 @@
+"""Recipes: complete, serializable binarization methods.
+
+A `Recipe` names everything a method needs: the input and kernel quantizers of every binarized
+layer, the kernel constraint, the schedules of its sharpness values (and how often they update),
+and which layers stay full precision. `tfbin.binarize` and `tfbin.models.build` apply one to a
+model; `recipe.callbacks()` gives what `model.fit` needs.
+
+```python
+recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
+tfbin.recipes.available()   # ['abr', 'dab', 'irnet', 'self_binarizing', 'ste']
+```
+
+Users register their own factory with `@tfbin.recipes.register("name")`.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Callable
+
+import larq as lq
+import tensorflow as tf
+
+from tfbin import schedules as schedules_lib
+from tfbin.callbacks import SharpeningScheduler
+from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
+
+__all__ = ["Recipe", "register", "get", "available"]
+
+
+def _serialize(obj):
+    if obj is None or isinstance(obj, str):
+        return obj
+    return tf.keras.utils.serialize_keras_object(obj)
+
+
+class Recipe:
+    """A complete binarization method.
+
+    # Arguments
+        name: the recipe's name (snake_case).
+        input_quantizer, kernel_quantizer: larq quantizer identifiers (alias, config dict or
+            instance); every binarized layer gets a fresh instance of each.
+        kernel_constraint: larq/Keras constraint identifier (e.g. `"weight_clip"`) or None.
+        schedules: `{sharpness name: schedule}` driven by `SharpeningScheduler`.
+        update_freq: `"epoch"` or `"batch"` for the schedules.
+        keep_full_precision: layers that stay float: `"first"`, `"last"` (the first and last
+            conv/dense layer of a float model) and/or layer names.
+        params: the factory arguments the recipe was made with (kept for reporting and tuning).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        input_quantizer,
+        kernel_quantizer,
+        kernel_constraint=None,
+        schedules: dict | None = None,
+        update_freq: str = "epoch",
+        keep_full_precision=("first", "last"),
+        params: dict | None = None,
+    ):
+        self.name = name
+        self.input_quantizer = _serialize(input_quantizer)
+        self.kernel_quantizer = _serialize(kernel_quantizer)
+        self.kernel_constraint = _serialize(kernel_constraint)
+        self.schedules = {k: schedules_lib.get(v) for k, v in (schedules or {}).items()}
+        if update_freq not in ("epoch", "batch"):
+            raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
+        self.update_freq = update_freq
+        self.keep_full_precision = tuple(keep_full_precision)
+        self.params = json.loads(json.dumps(params or {}))  # JSON-normal, so configs round-trip
+        for role, identifier in (("input", self.input_quantizer), ("kernel", self.kernel_quantizer)):
+            quantizer = self._make(identifier)
+            if getattr(quantizer, "precision", None) != 1:
+                raise ValueError(
+                    f"Recipe {name!r}: the {role} quantizer {identifier!r} is not a 1-bit quantizer "
+                    f"(precision {getattr(quantizer, 'precision', None)})."
+                )
+        if isinstance(self._make(self.input_quantizer), (LibraSign, DistributionAwareSign)):
+            raise ValueError(
+                f"Recipe {name!r}: {type(self._make(self.input_quantizer)).__name__} is a kernel-only "
+                "quantizer (per output channel statistics); use it as kernel_quantizer."
+            )
+
+    @staticmethod
+    def _make(identifier):
+        quantizer = lq.quantizers.get(identifier)
+        if quantizer is None:
+            raise ValueError(f"Unknown quantizer {identifier!r}.")
+        return quantizer
+
+    def make_input_quantizer(self):
+        """A new input quantizer for one layer."""
+        return self._make(self.input_quantizer)
+
+    def make_kernel_quantizer(self):
+        """A new kernel quantizer for one layer."""
+        return self._make(self.kernel_quantizer)
+
+    def make_kernel_constraint(self):
+        return tf.keras.constraints.get(self.kernel_constraint) if self.kernel_constraint else None
+
+    def callbacks(self) -> list[tf.keras.callbacks.Callback]:
+        """The callbacks `model.fit` needs for this recipe (its sharpening schedules)."""
+        return [SharpeningScheduler(self.schedules, update_freq=self.update_freq)] if self.schedules else []
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "input_quantizer": self.input_quantizer,
+            "kernel_quantizer": self.kernel_quantizer,
+            "kernel_constraint": self.kernel_constraint,
+            "schedules": {k: tf.keras.utils.serialize_keras_object(v) for k, v in self.schedules.items()},
+            "update_freq": self.update_freq,
+            "keep_full_precision": list(self.keep_full_precision),
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Recipe":
+        return cls(**config)
+
+    def to_json(self) -> str:
+        return json.dumps(self.get_config(), indent=2, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Recipe":
+        return cls.from_config(json.loads(text))
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"Recipe({self.name!r}{', ' if params else ''}{params})"
+
+    def __eq__(self, other):
+        return isinstance(other, Recipe) and self.get_config() == other.get_config()
+
+
+_FACTORIES: dict[str, Callable[..., Recipe]] = {}
+
+
+def register(name: str):
+    """Register a recipe factory `f(**params) -> Recipe` under `name`."""
+
+    def decorator(factory):
+        if not name.isidentifier() or name != name.lower():
+            raise ValueError(f"Recipe names are snake_case identifiers, got {name!r}.")
+        _FACTORIES[name] = factory
+        return factory
+
+    return decorator
+
+
+def available() -> list[str]:
+    """Names of the registered recipes."""
+    return sorted(_FACTORIES)
+
+
+def get(identifier="irnet", **overrides) -> Recipe:
+    """A recipe from a name (with factory overrides), a config dict or a `Recipe`.
+
+    Every name accepts `epochs` (the length of its schedules); recipes without schedules ignore it.
+    """
+    if isinstance(identifier, Recipe):
+        if overrides:
+            raise ValueError("Overrides apply to recipe names; a Recipe object is already complete.")
+        return identifier
+    if isinstance(identifier, dict):
+        return Recipe.from_config(identifier)
+    if identifier not in _FACTORIES:
+        raise ValueError(f"Unknown recipe {identifier!r}; the recipes are {available()}.")
+    factory = _FACTORIES[identifier]
+    accepted = inspect.signature(factory).parameters
+    if "epochs" not in accepted:
+        overrides.pop("epochs", None)  # the length of training; recipes without schedules ignore it
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(f"Recipe {identifier!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}.")
+    return factory(**overrides)
+
+
+def _need_epochs(name, epochs):
+    if epochs is None:
+        raise ValueError(
+            f"Recipe {name!r} sharpens on a schedule whose length must be known: pass epochs=N "
+            "(the number of epochs the schedules span, normally fit's epochs)."
+        )
+    return epochs
+
+
+@register("ste")
+def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recipe:
+    """larq's baseline: `SteSign` for activations and weights, `WeightClip` on latent weights."""
+    return Recipe(
+        "ste",
+        lq.quantizers.SteSign(clip_value=clip_value),
+        lq.quantizers.SteSign(clip_value=clip_value),
+        lq.constraints.WeightClip(clip_value),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("self_binarizing")
+def self_binarizing(
+    epochs=None, v_start: float = 1.0, v_end: float = 1000.0, update_freq: str = "batch", keep_full_precision=("first", "last")
+) -> Recipe:
+    """Self-Binarizing Networks: `tanh(v·x)` for activations and weights, `v` grown
+    geometrically from `v_start` to `v_end` (the re-implementations' 1 → 1000) over `epochs`."""
+    _need_epochs("self_binarizing", epochs)
+    return Recipe(
+        "self_binarizing",
+        SelfBinarizingSign(),
+        SelfBinarizingSign(),
+        None,
+        {"v": schedules_lib.Exponential(v_start, v_end, epochs)},
+        update_freq=update_freq,
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("irnet")
+def irnet(
+    epochs=None, t_min: float = 0.1, t_max: float = 10.0, update_freq: str = "epoch", keep_full_precision=("first", "last")
+) -> Recipe:
+    """IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's `t` log-linear from `t_min`
+    to `t_max` over `epochs` and `k = max(1/t, 1)`, updated per epoch as the official code."""
+    _need_epochs("irnet", epochs)
+    return Recipe(
+        "irnet",
+        EDESign(),
+        LibraSign(),
+        None,
+        schedules_lib.ede(t_min, t_max, epochs),
+        update_freq=update_freq,
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("abr")
+def abr(
+    initial_slope: float = 1.0, floor: float = 0.01, symmetric: bool = False, keep_full_precision=("first", "last")
+) -> Recipe:
+    """Adjustable Bounded Rectifiers for activations (learnable slopes), `SteSign` kernels with
+    `WeightClip`; the {0,1} form (default) needs the exporter's rewrite to run binary in LCE."""
+    return Recipe(
+        "abr",
+        BoundedRectifier(initial_slope=initial_slope, floor=floor, symmetric=symmetric),
+        lq.quantizers.SteSign(),
+        lq.constraints.WeightClip(1.0),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("dab")
+def dab(keep_full_precision=("first", "last")) -> Recipe:
+    """Distribution-Aware Binarization: two scales per filter (`DistributionAwareSign`) with sign
+    activations and a clipped STE, latent weights clipped to [-1, 1], as the official code."""
+    return Recipe(
+        "dab",
+        lq.quantizers.SteSign(),
+        DistributionAwareSign(),
+        lq.constraints.WeightClip(1.0),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
