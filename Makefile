@@ -43,6 +43,7 @@ demo: data
 
 # Benchmarks write JSON into bench/results/ and regenerate the README tables from it.
 bench: data
+	$(PY) bench/zoo_summary.py
 	$(PY) bench/export_bench.py
 	$(PY) bench/make_tables.py
 

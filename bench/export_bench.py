@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tfbin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tfbin import _io, export, models  # noqa: E402
+from tfbin.testing import randomize_batch_norm  # noqa: E402
 
 # name -> (input shape, parity samples, latency repeats)
 MODELS = {
@@ -33,14 +34,6 @@ MODELS = {
     "vgg_small": ((32, 32, 3), 1000, 20),
     "resnet20": ((32, 32, 3), 1000, 20),
 }
-
-
-def randomize_batch_norm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.3, shape), rng.normal(0, 0.3, shape), rng.uniform(0.5, 2, shape)])
 
 
 def main():

@@ -30,7 +30,23 @@ def export_table(data):
     return "\n".join(lines)
 
 
-TABLES = {"export": ("bench/results/export.json", export_table)}
+def zoo_table(data):
+    lines = [
+        f"Measured by `{data['command']}` (`tfbin.models.summary`, {data['recipe']} recipe; larq-zoo models at 224×224×3 with 1000 classes).",
+        "",
+        "| model | input | parameters | MACs | binarized MAC ratio | model size | float32 size | binarized layers (LCE binary after export) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        lines.append(
+            f"| {r['model']} | {'×'.join(map(str, r['input_shape']))} | {r['params'] / 1e6:.2f} M | {r['macs'] / 1e6:,.0f} M | "
+            f"{r['binarized_mac_ratio']:.3f} | {r['model_size_bytes'] / 2**20:.2f} MiB | {r['float32_size_bytes'] / 2**20:.1f} MiB | "
+            f"{r['binarized_layers']} ({r['lce_binary_layers']}) |"
+        )
+    return "\n".join(lines)
+
+
+TABLES = {"export": ("bench/results/export.json", export_table), "zoo": ("bench/results/zoo_summary.json", zoo_table)}
 
 
 def main():

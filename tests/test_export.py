@@ -14,15 +14,7 @@ from tfbin import export, models, recipes
 from tfbin import quantizers as Q
 from tfbin.binarize import binarized_layers
 from tfbin.export.rewrite import export_model
-
-
-def randomize_batch_norm(model, seed=0):
-    """Non-trivial BN statistics, so the folded thresholds and multipliers are exercised."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights([rng.uniform(0.5, 1.5, shape), rng.normal(0, 0.3, shape), rng.normal(0, 0.3, shape), rng.uniform(0.5, 2, shape)])
+from tfbin.testing import randomize_batch_norm
 
 
 @pytest.mark.parametrize("recipe", recipes.available())

@@ -1,11 +1,12 @@
 """tfbin.models: every architecture builds with a recipe and trains a step."""
+import larq_zoo
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import tfbin
 from tfbin import models, recipes
-from tfbin.binarize import binarized_layers
+from tfbin.binarize import _is_larq_binary_weight_layer, binarized_layers
 from tfbin.models.zoo import ZOO
 
 SMALL_INPUTS = {"xnornet": (217, 217, 3), "binary_alexnet": (57, 57, 3), "dorefanet": (44, 44, 3)}
@@ -28,6 +29,11 @@ def test_every_model_builds_with_ste_and_trains_a_step(name):
     shape = SMALL_INPUTS.get(name, (32, 32, 3) if name in ZOO or name in ("vgg_small", "resnet20") else (28, 28, 1))
     model, callbacks = models.build(name, "ste", input_shape=shape)
     assert binarized_layers(model), name
+    if name in ZOO:  # exactly the zoo's own binary layers: its float shortcuts etc. stay float
+        module, function, _ = ZOO[name]
+        raw = getattr(getattr(larq_zoo, module), function)(input_shape=shape, weights=None, num_classes=10)
+        expected = [tuple(l.kernel.shape) for l in raw.layers if _is_larq_binary_weight_layer(l)]
+        assert [tuple(l.kernel.shape) for l in binarized_layers(model)] == expected
     train_step(model, shape)
 
 

@@ -71,13 +71,16 @@ def _plan(model, recipe):
             if entry not in {l.name for l in model.layers}:
                 raise ValueError(f"keep_full_precision names layer {entry!r}, which {model.name!r} does not have.")
             keep.add(entry)
+    # A larq model (larq-zoo's, or one already binarized) has chosen its float layers: only its
+    # binary layers get the recipe's quantizers. A float model gets every Conv2D/Dense but those kept.
+    larq_model = any(_is_larq_binary_weight_layer(l) for l in model.layers)
     targets, skipped = [], {}
     for layer in model.layers:
         if isinstance(layer, tf.keras.Model):
             skipped[layer.name] = "nested model: binarize it on its own first"
         elif _is_larq_binary_weight_layer(layer):
             targets.append(layer.name)
-        elif type(layer) in _FLOAT_TO_QUANT:
+        elif type(layer) in _FLOAT_TO_QUANT and not larq_model:
             if layer.name not in keep:
                 targets.append(layer.name)
         elif isinstance(layer, _NO_BINARY_OP) or isinstance(layer, lq.layers.QuantDepthwiseConv2D):
@@ -101,10 +104,11 @@ def _quantized(layer, recipe):
 def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides) -> Binarized:
     """Apply a recipe to a float Keras model or a larq model; weights are kept.
 
-    - Float `Conv2D` and `Dense` layers become `lq.layers.QuantConv2D` / `QuantDense` with the
-      recipe's quantizers and kernel constraint (`pad_values=1` for 'same' padding), except
-      those the recipe keeps full precision (the first and last by default).
-    - larq layers with 1-bit kernels and quantized inputs get the recipe's quantizers.
+    - A float model: `Conv2D` and `Dense` layers become `lq.layers.QuantConv2D` / `QuantDense`
+      with the recipe's quantizers and kernel constraint (`pad_values=1` for 'same' padding),
+      except those the recipe keeps full precision (the first and last by default).
+    - A larq model (one with larq layers with 1-bit kernels and quantized inputs, such as a
+      larq-zoo model): those layers get the recipe's quantizers; its float layers stay float.
     - Depthwise/separable convs stay float (LCE has no binary op for them), with a warning that
       lists them, as does any other layer that cannot be binarized.
 

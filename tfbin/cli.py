@@ -35,7 +35,7 @@ def _cmd_demo(args) -> int:
     import tensorflow as tf
 
     import tfbin
-    from tfbin import data, export, models, schedules
+    from tfbin import data, export, models
 
     tf.keras.utils.set_random_seed(args.seed)
     train = data.load("fashion_mnist", "train").shuffle(10_000, seed=args.seed).batch(args.batch_size).prefetch(2)
@@ -83,7 +83,7 @@ def _cmd_demo(args) -> int:
 
     _io.write_text_atomic(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     print()
-    print(f"  soft test accuracy  {soft:.4f}  (tanh(v·x), v = {schedules.Exponential(1.0, 1000.0, args.epochs)(args.epochs):g})")
+    print(f"  soft test accuracy  {soft:.4f}  (tanh(v·x), v = {tfbin.sharpness.get(model, 'v'):g} at the end)")
     print(f"  hard test accuracy  {hard:.4f}  (sign: what the exported model computes)")
     print(f"  training time       {train_seconds:.0f} s for {args.epochs} epochs")
     print(f"  TFLite ops          {dict(ops)}")

@@ -1,0 +1,23 @@
+"""Helpers for tests and benchmarks of binarized models."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
+    """Give every BatchNormalization layer non-trivial statistics and affine parameters.
+
+    A freshly built model has BN at identity (γ=1, β=0, μ=0, σ²=1), which hides errors in the
+    thresholds and multipliers LCE folds BN into; these values exercise them.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, shape),  # gamma
+                rng.normal(0, 0.3, shape),  # beta
+                rng.normal(0, 0.3, shape),  # moving mean
+                rng.uniform(0.5, 2, shape),  # moving variance
+            ])
