@@ -8,7 +8,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 
 _ensure_keras2()
 
-from tfbin import callbacks, data, quantizers, recipes, schedules, sharpness  # noqa: E402
+from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
 
@@ -19,6 +19,7 @@ __all__ = [
     "callbacks",
     "data",
     "hard",
+    "losses",
     "quantizers",
     "recipes",
     "schedules",

@@ -145,4 +145,6 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
         )
 
     new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
+    for loss in recipe.losses:
+        loss.attach(new_model)
     return Binarized(new_model, recipe.callbacks())

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler
+from tfbin.losses import SlopeGrowth
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
 __all__ = ["Recipe", "register", "get", "available"]
@@ -46,6 +47,8 @@ class Recipe:
         update_freq: `"epoch"` or `"batch"` for the schedules.
         keep_full_precision: layers that stay float: `"first"`, `"last"` (the first and last
             conv/dense layer of a float model) and/or layer names.
+        losses: auxiliary losses with `attach(model)` (e.g. `tfbin.losses.SlopeGrowth`), added
+            inside the model by `binarize`.
         params: the factory arguments the recipe was made with (kept for reporting and tuning).
     """
 
@@ -58,6 +61,7 @@ class Recipe:
         schedules: dict | None = None,
         update_freq: str = "epoch",
         keep_full_precision=("first", "last"),
+        losses: list | None = None,
         params: dict | None = None,
     ):
         self.name = name
@@ -69,6 +73,7 @@ class Recipe:
             raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
         self.update_freq = update_freq
         self.keep_full_precision = tuple(keep_full_precision)
+        self.losses = [tf.keras.utils.deserialize_keras_object(l) if isinstance(l, dict) else l for l in (losses or [])]
         self.params = json.loads(json.dumps(params or {}))  # JSON-normal, so configs round-trip
         for role, identifier in (("input", self.input_quantizer), ("kernel", self.kernel_quantizer)):
             quantizer = self._make(identifier)
@@ -114,6 +119,7 @@ class Recipe:
             "schedules": {k: tf.keras.utils.serialize_keras_object(v) for k, v in self.schedules.items()},
             "update_freq": self.update_freq,
             "keep_full_precision": list(self.keep_full_precision),
+            "losses": [tf.keras.utils.serialize_keras_object(l) for l in self.losses],
             "params": self.params,
         }
 
@@ -241,16 +247,22 @@ def irnet(
 
 @register("abr")
 def abr(
-    initial_slope: float = 1.0, floor: float = 0.01, symmetric: bool = False, keep_full_precision=("first", "last")
+    initial_slope: float = 1.0,
+    floor: float = 0.01,
+    symmetric: bool = False,
+    slope_growth: float = 1e-3,
+    keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """Adjustable Bounded Rectifiers for activations (learnable slopes), `SteSign` kernels with
-    `WeightClip`; the {0,1} form (default) needs the exporter's rewrite to run binary in LCE."""
+    """Adjustable Bounded Rectifiers for activations (learnable slopes pushed up by
+    `SlopeGrowth(slope_growth)`), `SteSign` kernels with `WeightClip`; the {0,1} form (default)
+    runs binary in LCE through the exporter's exact rewrite."""
     return Recipe(
         "abr",
         BoundedRectifier(initial_slope=initial_slope, floor=floor, symmetric=symmetric),
         lq.quantizers.SteSign(),
         lq.constraints.WeightClip(1.0),
         keep_full_precision=keep_full_precision,
+        losses=[SlopeGrowth(slope_growth)] if slope_growth > 0 else [],
         params=dict(locals()),
     )
 
