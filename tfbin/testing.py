@@ -12,12 +12,13 @@ def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
     thresholds and multipliers LCE folds BN into; these values exercise them.
     """
     rng = np.random.default_rng(seed)
+    draw = {
+        "gamma": lambda shape: rng.uniform(0.5, 1.5, shape),
+        "beta": lambda shape: rng.normal(0, 0.3, shape),
+        "moving_mean": lambda shape: rng.normal(0, 0.3, shape),
+        "moving_variance": lambda shape: rng.uniform(0.5, 2, shape),
+    }
     for layer in model.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, shape),  # gamma
-                rng.normal(0, 0.3, shape),  # beta
-                rng.normal(0, 0.3, shape),  # moving mean
-                rng.uniform(0.5, 2, shape),  # moving variance
-            ])
+            for weight in layer.weights:  # scale=False / center=False layers lack gamma / beta
+                weight.assign(draw[weight.name.split("/")[-1].split(":")[0]](weight.shape))
