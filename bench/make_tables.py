@@ -27,6 +27,9 @@ def export_table(data):
         )
     lines.append("")
     lines.append("Host latencies are x86 figures with LCE's Python interpreter; they do not stand for ARM (see docs/deploy.md for LCE's published ARM numbers).")
+    lines.append("Parity is measured on untrained weights with randomized BatchNorm and uniform inputs: the logits are large and the softmax")
+    lines.append("saturated, so a single activation that rounds to the other side of a sign threshold (TensorFlow's float arithmetic vs LCE's")
+    lines.append("folded integer thresholds) can change an argmax; the Keras rewrite itself is exact (tests/test_export.py).")
     return "\n".join(lines)
 
 
