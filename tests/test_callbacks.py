@@ -85,14 +85,16 @@ def test_resume_after_a_real_interruption_gives_the_same_values(tmp_path):
         callbacks = [SharpeningScheduler({"v": schedule}, "batch"), recorder] + extra
         try:
             model.fit(x, y, epochs=5, batch_size=16, verbose=0, callbacks=callbacks)
+            interrupted = False
         except KeyboardInterrupt:
-            pass
-        return np.ravel(recorder.seen)
+            interrupted = True
+        return np.ravel(recorder.seen), interrupted
 
-    uninterrupted = run([])
+    uninterrupted, _ = run([])
     backup = tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
-    first = run([backup, Interrupt()])
-    resumed = run([tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    first, interrupted = run([backup, Interrupt()])
+    assert interrupted
+    resumed, _ = run([tf.keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
     assert len(first) == 2 * 4 + 2  # two epochs, then two batches of the third
     np.testing.assert_allclose(resumed, uninterrupted[8:], rtol=1e-6)  # resumes at epoch 2
 
@@ -125,7 +127,7 @@ def test_hard_mode_switches_forms_and_recompiles(rng):
     np.testing.assert_allclose(model.predict(x, verbose=0), soft, rtol=1e-6)
     with pytest.raises(ValueError, match="no tfbin quantizers"):
         with tfbin.hard(tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])):
-            pass
+            raise AssertionError("hard() must refuse a model without tfbin quantizers")
 
 
 @pytest.mark.parametrize("fmt", ["model.h5", "model.keras", "saved_model"])
