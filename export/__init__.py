@@ -63,7 +63,11 @@ def _ops(flatbuffer: bytes):
 
 def op_histogram(flatbuffer: bytes) -> collections.Counter:
     """`{op name: count}` of a TFLite flatbuffer; LCE's custom ops by name (`LceBconv2d`)."""
-    return collections.Counter(name for name, _ in _ops(flatbuffer))
+    return _histogram(_ops(flatbuffer))
+
+
+def _histogram(ops) -> collections.Counter:
+    return collections.Counter(name for name, _ in ops)
 
 
 def float_twin(model: tf.keras.Model) -> tf.keras.Model:
@@ -221,7 +225,7 @@ def convert(
     report = ExportReport(
         path=None if path is None else os.fspath(path),
         layers=rows,
-        op_histogram=dict(collections.Counter(name for name, _ in ops)),
+        op_histogram=dict(_histogram(ops)),
         size_bytes=len(flatbuffer),
         float_size_bytes=len(float_flatbuffer),
         one_bit_limit_bytes=_one_bit_limit_bytes(model),

@@ -85,16 +85,17 @@ class BinaryConvExport(tf.keras.layers.Layer):
         return self.activation(y)
 
 
-def _hard_kernel(layer) -> np.ndarray:
-    quantizer = layer.kernel_quantizer
-    if isinstance(quantizer, SoftHardQuantizer):
-        was = quantizer.hard_mode
-        quantizer.hard_mode = True
-        try:
-            return quantizer(tf.convert_to_tensor(layer.kernel)).numpy()
-        finally:
-            quantizer.hard_mode = was
-    return tf.convert_to_tensor(quantizer(tf.convert_to_tensor(layer.kernel))).numpy()
+def _hard_call(quantizer, x) -> np.ndarray:
+    """`quantizer(x)` in its hard form (tfbin quantizers) or as it is (larq's, already hard)."""
+    x = tf.convert_to_tensor(x)  # not a variable: larq's custom gradients refuse those
+    if not isinstance(quantizer, SoftHardQuantizer):
+        return tf.convert_to_tensor(quantizer(x)).numpy()
+    was = quantizer.hard_mode
+    quantizer.hard_mode = True
+    try:
+        return quantizer(x).numpy()
+    finally:
+        quantizer.hard_mode = was
 
 
 def _two_levels(kernel, layer_name):
@@ -125,15 +126,7 @@ def _input_threshold(layer):
     x = np.repeat(probe[:, None], channels, axis=1)
     if layer.kernel.shape.rank == 4:
         x = x[:, None, None, :]
-    if isinstance(quantizer, SoftHardQuantizer):
-        was = quantizer.hard_mode
-        quantizer.hard_mode = True
-        try:
-            y = quantizer(x).numpy()
-        finally:
-            quantizer.hard_mode = was
-    else:
-        y = tf.convert_to_tensor(quantizer(x)).numpy()
+    y = _hard_call(quantizer, x)
     if not np.array_equal(y, np.where(x >= 0, 1.0, -1.0)):
         raise RewriteError(
             f"Layer {layer.name!r}: its input quantizer {type(quantizer).__name__} does not compute "
@@ -147,7 +140,7 @@ def export_layer(layer) -> BinaryConvExport:
     dense = isinstance(layer, tf.keras.layers.Dense)
     if not dense and not isinstance(layer, lq.layers.QuantConv2D):
         raise RewriteError(f"Layer {layer.name!r} ({type(layer).__name__}): LCE has no binary op for it.")
-    kernel = _hard_kernel(layer)
+    kernel = _hard_call(layer.kernel_quantizer, layer.kernel)
     if dense:
         kernel = kernel[None, None]
         conv_config = {"padding": "valid"}

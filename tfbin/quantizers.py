@@ -159,7 +159,7 @@ class SelfBinarizingSign(SoftHardQuantizer):
     Lahoud, Achanta, Márquez-Neila, Süsstrunk, "Self-Binarizing Networks", arXiv:1902.00730.
 
     # Arguments
-        v: name of the sharpness weight (initial value `initial_v`, default 1.0).
+        v: name of the sharpness weight (initial value 1.0).
     """
 
     sharpness_defaults = {"v": 1.0}

@@ -82,11 +82,11 @@ class Recipe:
                     f"Recipe {name!r}: the {role} quantizer {identifier!r} is not a 1-bit quantizer "
                     f"(precision {getattr(quantizer, 'precision', None)})."
                 )
-        if isinstance(self._make(self.input_quantizer), (LibraSign, DistributionAwareSign)):
-            raise ValueError(
-                f"Recipe {name!r}: {type(self._make(self.input_quantizer)).__name__} is a kernel-only "
-                "quantizer (per output channel statistics); use it as kernel_quantizer."
-            )
+            if role == "input" and isinstance(quantizer, (LibraSign, DistributionAwareSign)):
+                raise ValueError(
+                    f"Recipe {name!r}: {type(quantizer).__name__} is a kernel-only quantizer "
+                    "(per output channel statistics); use it as kernel_quantizer."
+                )
 
     @staticmethod
     def _make(identifier):
