@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfbin import _io, mode, sharpness
 from tfbin.binarize import binarized_layers
+from tfbin.training import unwrap
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError, export_model
 
@@ -192,6 +193,7 @@ def convert(
     """
     import larq_compute_engine as lce
 
+    model = unwrap(model)  # a training model's auxiliary losses are not deployed
     if model.inputs is None or len(model.inputs) != 1:
         raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
     exported, mapping, refused = export_model(model)

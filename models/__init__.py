@@ -93,6 +93,9 @@ def summary(model: tf.keras.Model, print_fn=print) -> dict:
     Returns the figures as a dict: parameter count, model size in bytes (larq's bit count of
     each weight's precision), binarized MAC ratio, and per-layer rows.
     """
+    from tfbin.training import unwrap
+
+    model = unwrap(model)
     profile = lq.models.ModelProfile(model)
     if print_fn is not None:
         lq.models.summary(model, print_fn=print_fn)

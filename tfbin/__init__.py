@@ -8,7 +8,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 
 _ensure_keras2()
 
-from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness  # noqa: E402
+from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
 
@@ -24,5 +24,15 @@ __all__ = [
     "recipes",
     "schedules",
     "sharpness",
+    "training",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # The heavier subpackages load on first use: `tfbin.models`, `tfbin.export`, `tfbin.tuning`.
+    if name in ("models", "export", "tuning"):
+        import importlib
+
+        return importlib.import_module(f"tfbin.{name}")
+    raise AttributeError(f"module 'tfbin' has no attribute {name!r}")

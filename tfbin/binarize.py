@@ -34,7 +34,11 @@ def is_binarized(layer) -> bool:
 
 
 def binarized_layers(model: tf.keras.Model) -> list:
-    """The binarized layers of `model` (`is_binarized`), in layer order."""
+    """The binarized layers of `model` (`is_binarized`), in layer order; a
+    `tfbin.training.TrainingModel`'s are those of the model it trains."""
+    from tfbin.training import unwrap
+
+    model = unwrap(model)
     return [layer for layer in _all_layers(model) if is_binarized(layer)]
 
 
@@ -146,5 +150,5 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
 
     new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
     for loss in recipe.losses:
-        loss.attach(new_model)
+        new_model = loss.attach(new_model)
     return Binarized(new_model, recipe.callbacks())

@@ -19,6 +19,19 @@ def _reset_compiled_functions(model):
 
 
 @contextlib.contextmanager
+def hard_forms(quantizers):
+    """Set the trace-time flag of `quantizers` (only; traced functions are left alone)."""
+    previous = [q.hard_mode for q in quantizers]
+    for q in quantizers:
+        q.hard_mode = True
+    try:
+        yield
+    finally:
+        for q, was_hard in zip(quantizers, previous):
+            q.hard_mode = was_hard
+
+
+@contextlib.contextmanager
 def hard(model: tf.keras.Model):
     """Inside this block every tfbin quantizer of `model` computes its hard form.
 
@@ -37,13 +50,9 @@ def hard(model: tf.keras.Model):
             f"Model {getattr(model, 'name', model)!r} has no tfbin quantizers, so it has no hard "
             "form; build it with tfbin quantizers (or tfbin.binarize) first."
         )
-    previous = [q.hard_mode for q in quantizers]
-    for q in quantizers:
-        q.hard_mode = True
-    _reset_compiled_functions(model)
-    try:
-        yield model
-    finally:
-        for q, was_hard in zip(quantizers, previous):
-            q.hard_mode = was_hard
+    with hard_forms(quantizers):
         _reset_compiled_functions(model)
+        try:
+            yield model
+        finally:
+            _reset_compiled_functions(model)

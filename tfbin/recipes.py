@@ -7,7 +7,7 @@ model; `recipe.callbacks()` gives what `model.fit` needs.
 
 ```python
 recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
-tfbin.recipes.available()   # ['abr', 'dab', 'irnet', 'self_binarizing', 'ste']
+tfbin.recipes.available()   # ['abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
 ```
 
 Users register their own factory with `@tfbin.recipes.register("name")`.
@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler
-from tfbin.losses import SlopeGrowth
+from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
 __all__ = ["Recipe", "register", "get", "available"]
@@ -47,8 +47,9 @@ class Recipe:
         update_freq: `"epoch"` or `"batch"` for the schedules.
         keep_full_precision: layers that stay float: `"first"`, `"last"` (the first and last
             conv/dense layer of a float model) and/or layer names.
-        losses: auxiliary losses with `attach(model)` (e.g. `tfbin.losses.SlopeGrowth`), added
-            inside the model by `binarize`.
+        losses: auxiliary losses with `attach(model) -> model`, applied by `binarize`:
+            `tfbin.losses.SlopeGrowth` adds itself inside the model; `ContrastiveMI` returns a
+            `tfbin.training.TrainingModel` around it (its `.inner` is the model to deploy).
         params: the factory arguments the recipe was made with (kept for reporting and tuning).
     """
 
@@ -241,6 +242,35 @@ def irnet(
         schedules_lib.ede(t_min, t_max, epochs),
         update_freq=update_freq,
         keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("irnet_cmim")
+def irnet_cmim(
+    epochs=None,
+    t_min: float = 0.1,
+    t_max: float = 10.0,
+    cmim_weight: float = 0.1,
+    temperature: float = 0.1,
+    projection_dim: int = 128,
+    bank_size: int = 0,
+    update_freq: str = "epoch",
+    keep_full_precision=("first", "last"),
+) -> Recipe:
+    """IR-Net with CMIM's contrastive loss (`ContrastiveMI`) between the latent and binary
+    activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
+    underneath, papers.md §4.2). `binarize` returns the training model (`.inner` deploys)."""
+    _need_epochs("irnet_cmim", epochs)
+    return Recipe(
+        "irnet_cmim",
+        EDESign(),
+        LibraSign(),
+        None,
+        schedules_lib.ede(t_min, t_max, epochs),
+        update_freq=update_freq,
+        keep_full_precision=keep_full_precision,
+        losses=[ContrastiveMI(cmim_weight, temperature, projection_dim, bank_size)],
         params=dict(locals()),
     )
 
