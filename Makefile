@@ -38,8 +38,10 @@ test: install system-deps
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# The main job with the defaults: fmnist_small + irnet on Fashion-MNIST, 3 epochs (a fresh demo_out/).
 demo: data
-	$(PY) -m tfbin.cli demo --out demo_out
+	rm -rf demo_out
+	$(PY) -m tfbin.cli train --out demo_out
 
 # Benchmarks write JSON into bench/results/ and regenerate the README tables from it.
 bench: data

@@ -19,7 +19,7 @@ from tfbin.models.small import HardTanh, ZeroPadShortcut
 from tfbin.models.zoo import ZOO, build_zoo
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign
 
-__all__ = ["available", "build", "summary", "HardTanh", "ZeroPadShortcut"]
+__all__ = ["available", "build", "default_input_shape", "summary", "HardTanh", "ZeroPadShortcut"]
 
 SMALL: dict[str, Callable[..., tf.keras.Model]] = {
     "fmnist_small": small.fmnist_small,
@@ -70,6 +70,15 @@ def build(
     else:
         raise ValueError(f"Unknown model {name!r}; the models are {available()}.")
     return binarize(model, recipe, epochs=epochs, **recipe_overrides)
+
+
+def default_input_shape(name: str) -> tuple:
+    """The `(H, W, C)` model `name` is built for when no `input_shape` is given."""
+    if name in SMALL:
+        return tuple(SMALL[name]().inputs[0].shape[1:])
+    if name in ZOO:
+        return (224, 224, 3)
+    raise ValueError(f"Unknown model {name!r}; the models are {available()}.")
 
 
 def _lce_runs_as(layer) -> str:

@@ -112,6 +112,11 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
       hard one, `|soft(x) − hard(x)| ≤ 0.01·max|hard|` (for ±1: `|soft| ≥ 0.99`), on the first
       `samples` validation inputs. Quantizers whose forward is already hard (larq's `ste_sign`,
       IR-Net's EDE) are saturated by definition: 1.0.
+    - `histograms` (an attribute, not a log), refreshed every epoch: `{"latent/<layer>": counts}`
+      of the latent input activations of each binarized layer over `bin_edges` (−4…4, values
+      outside in the end bins) and `{"soft/<layer>": counts}` of their quantized training form
+      over `soft_bin_edges` (−1.05…1.05): the ABR paper's picture of activations splitting from
+      real values into two spikes.
     - `flip_ratio`: the fraction of latent kernel weights of binarized layers whose sign changed
       since the previous epoch (since the start of training after the first).
 
@@ -137,6 +142,9 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
             raise ValueError(f"BinarizationMonitor samples must be >= 1, got {samples}.")
         self.samples = int(samples)
         self._setup_for = None
+        self.bin_edges = np.linspace(-4.0, 4.0, 81)
+        self.soft_bin_edges = np.linspace(-1.05, 1.05, 43)
+        self.histograms: dict[str, np.ndarray] = {}
 
     def _setup(self):
         from tfbin.binarize import binarized_layers
@@ -176,7 +184,8 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
         return float(np.concatenate(soft_correct).mean()), float(np.concatenate(hard_correct).mean())
 
     def saturation(self) -> dict:
-        """`{layer name: saturated fraction}` on the sample inputs, plus `"all"`."""
+        """`{layer name: saturated fraction}` on the sample inputs, plus `"all"`; also refreshes
+        `histograms`."""
         latents = self._probe(self._sample, training=False)
         latents = latents if isinstance(latents, (list, tuple)) else [latents]
         result, saturated, count = {}, 0, 0
@@ -186,9 +195,12 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
                 soft, hard = q.soft(latent).numpy(), q.hard(latent).numpy()
                 close = np.abs(soft - hard) <= 0.01 * max(float(np.abs(hard).max()), 1e-12)
             else:
-                close = np.ones(latent.shape, bool)
+                soft, close = q(latent).numpy(), np.ones(latent.shape, bool)
             result[layer.name] = float(close.mean())
             saturated, count = saturated + int(close.sum()), count + close.size
+            for kind, values, edges in (("latent", latent.numpy(), self.bin_edges), ("soft", soft, self.soft_bin_edges)):
+                values = np.clip(values.ravel(), edges[0], edges[-1])
+                self.histograms[f"{kind}/{layer.name}"] = np.histogram(values, edges)[0]
         result["all"] = saturated / count
         return result
 

@@ -2,7 +2,9 @@
 
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir DIR]   prepare datasets (offline-first)
     tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] convert and verify with LCE
-    tfbin demo [--epochs N] [--out DIR]                        the main job on Fashion-MNIST
+    tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR] [--epochs N] [--out DIR] [--resume]
+                                                                the main job: train, draw, export, verify
+    tfbin report DIR                                            redraw the pictures of a training run
 
 Errors a user can fix end with a one-line reason and a non-zero exit; `--verbose` shows the
 traceback as well.
@@ -27,75 +29,26 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def _accuracy(model, dataset) -> float:
-    return float(model.evaluate(dataset, verbose=0, return_dict=True)["accuracy"])
+def _cmd_train(args) -> int:
+    from tfbin.train import train
 
-
-def _cmd_demo(args) -> int:
-    import tensorflow as tf
-
-    import tfbin
-    from tfbin import data, export, models
-
-    tf.keras.utils.set_random_seed(args.seed)
-    train = data.load("fashion_mnist", "train").shuffle(10_000, seed=args.seed).batch(args.batch_size).prefetch(2)
-    test = data.load("fashion_mnist", "test").batch(512).prefetch(2)
-
-    # Self-Binarizing Networks: tanh(v·x) for activations and weights, v sharpened 1 -> 1000
-    # geometrically over the run (per batch), then the hard sign for evaluation and export.
-    model, callbacks = models.build("fmnist_small", "self_binarizing", epochs=args.epochs)
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(args.lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+    if shape is not None and len(shape) != 3:
+        raise ValueError(f"--input-shape takes H,W,C (e.g. 32,32,3), got {args.input_shape!r}.")
+    train(
+        model=args.model, recipe=args.recipe, dataset=None if args.data_dir else args.dataset, data_dir=args.data_dir,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
+        resume=args.resume, input_shape=shape, train_samples=args.train_samples, test_samples=args.test_samples,
+        verbose=2 if args.quiet else 1,
     )
-    start = time.time()
-    model.fit(train, epochs=args.epochs, callbacks=callbacks, validation_data=test)
-    train_seconds = time.time() - start
+    return 0
 
-    soft = _accuracy(model, test)
-    with tfbin.hard(model):
-        hard = _accuracy(model, test)
-    os.makedirs(args.out, exist_ok=True)
-    model_path = os.path.join(args.out, "fmnist_small_sbn.keras")
-    model.save(model_path)
-    tflite_path = os.path.join(args.out, "fmnist_small_sbn.tflite")
-    x_test = next(iter(data.load("fashion_mnist", "test").batch(1000)))[0].numpy()
-    report = export.convert(
-        model, tflite_path, sample_inputs=x_test, normalization="float32 grayscale in [0, 1]",
-        labels=data.info("fashion_mnist").features["label"].names,
-        report_path=os.path.join(args.out, "fmnist_small_sbn.report.json"),
-    )
-    ops = report.op_histogram
-    summary = {
-        "model": "fmnist_small",
-        "method": "self_binarizing (v: Exponential(1, 1000) per batch)",
-        "epochs": args.epochs,
-        "train_seconds": round(train_seconds, 1),
-        "soft_test_accuracy": round(soft, 4),
-        "hard_test_accuracy": round(hard, 4),
-        "tflite_ops": dict(ops),
-        "tflite_bytes": report.size_bytes,
-        "float_tflite_bytes": report.float_size_bytes,
-        "argmax_agreement": report.parity["argmax_agreement"],
-    }
-    from tfbin import _io
 
-    _io.write_text_atomic(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
-    print()
-    print(f"  soft test accuracy  {soft:.4f}  (tanh(v·x), v = {tfbin.sharpness.get(model, 'v'):g} at the end)")
-    print(f"  hard test accuracy  {hard:.4f}  (sign: what the exported model computes)")
-    print(f"  training time       {train_seconds:.0f} s for {args.epochs} epochs")
-    print(f"  TFLite ops          {dict(ops)}")
-    print(
-        f"  TFLite file         {report.size_bytes:,} bytes ({report.float_size_bytes / report.size_bytes:.1f}x smaller "
-        f"than float TFLite; {report.size_bytes / report.one_bit_limit_bytes:.2f}x the 1-bit limit)"
-    )
-    print(
-        f"  parity              argmax agreement {report.parity['argmax_agreement']:.4f} on 1000 test images, "
-        f"max |diff| {report.parity['max_abs_diff']:.2g}"
-    )
-    print(f"  written             {model_path}, {tflite_path}, {os.path.join(args.out, 'summary.json')}")
+def _cmd_report(args) -> int:
+    from tfbin import report
+
+    pictures = report.draw(args.dir)
+    print(f"{args.dir}: drew {', '.join(pictures)}")
     return 0
 
 
@@ -143,13 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-latency", action="store_true", help="skip the host latency measurement")
     p.set_defaults(run=_cmd_export)
 
-    p = sub.add_parser("demo", help="train fmnist_small with Self-Binarizing quantizers on Fashion-MNIST")
+    p = sub.add_parser("train", help="train, look, export and verify: the main job")
+    p.add_argument("--model", default="fmnist_small", help="a tfbin.models name (default fmnist_small)")
+    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name (default irnet)")
+    p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset (default fashion_mnist)")
+    p.add_argument("--data-dir", default=None, help="a folder of class sub-folders of images, instead of --dataset")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="demo_out")
-    p.set_defaults(run=_cmd_demo)
+    p.add_argument("--out", default="run", help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--input-shape", default=None, help="H,W,C the data is adapted to (default: the model's own)")
+    p.add_argument("--train-samples", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-samples", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("report", help="redraw the pictures of a `tfbin train` directory")
+    p.add_argument("dir")
+    p.set_defaults(run=_cmd_report)
     return parser
 
 
