@@ -11,11 +11,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=["tfbin", "tfbin.models", "tfbin.export"],
+    packages=["tfbin", "tfbin.models", "tfbin.export", "tfbin.tuning"],
     package_dir={
         "tfbin": "tfbin",
         "tfbin.models": "models",
         "tfbin.export": "export",
+        "tfbin.tuning": "tuning",
     },
     # Tested: TF 2.19.1 + tf-keras 2.19.0 (larq-zoo 2.4 pins protobuf<3.21, which rules out TF 2.20).
     install_requires=[

@@ -5,6 +5,8 @@
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR] [--epochs N] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
     tfbin report DIR                                            redraw the pictures of a training run
+    tfbin tune [--model M] [--recipe R] [--dataset D] [--trials N] [--max-epochs E] [--out DIR]
+                                                                search the recipe's schedules (keras-tuner)
 
 Errors a user can fix end with a one-line reason and a non-zero exit; `--verbose` shows the
 traceback as well.
@@ -40,6 +42,17 @@ def _cmd_train(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
         resume=args.resume, input_shape=shape, train_samples=args.train_samples, test_samples=args.test_samples,
         verbose=2 if args.quiet else 1,
+    )
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from tfbin.tuning.search import tune
+
+    tune(
+        model=args.model, recipe=args.recipe, dataset=args.dataset, trials=args.trials, max_epochs=args.max_epochs,
+        out=args.out, tuner=args.tuner, batch_size=args.batch_size, seed=args.seed,
+        train_samples=args.train_samples, validation_samples=args.validation_samples,
     )
     return 0
 
@@ -112,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-samples", type=int, default=None, help="use only the first N test images")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("tune", help="search a recipe's schedules with keras-tuner (resumes in the same --out)")
+    p.add_argument("--model", default="fmnist_small")
+    p.add_argument("--recipe", default="irnet")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--trials", type=int, default=10, help="trials (random, bayesian); hyperband sizes itself from --max-epochs")
+    p.add_argument("--max-epochs", type=int, default=3)
+    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random")
+    p.add_argument("--out", default="search")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-samples", type=int, default=None, help="train on the first N training images")
+    p.add_argument("--validation-samples", type=int, default=5000, help="validate on the last M training images (never the test set)")
+    p.set_defaults(run=_cmd_tune)
 
     p = sub.add_parser("report", help="redraw the pictures of a `tfbin train` directory")
     p.add_argument("dir")

@@ -11,7 +11,7 @@ import math
 
 import tensorflow as tf
 
-__all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "ede", "get"]
+__all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "Delayed", "ede", "get"]
 
 
 def _register(cls):
@@ -161,6 +161,29 @@ class EDEScale(Schedule):
 
     def get_config(self):
         return {"t": tf.keras.utils.serialize_keras_object(self.t)}
+
+
+@_register
+class Delayed(Schedule):
+    """`schedule` held at its start for `warmup` epochs, then run: `schedule(epoch − warmup)`.
+
+    Its length is `warmup + schedule.epochs`; afterwards it holds the end value like every
+    schedule, so a "hardening" phase at the final sharpness is a schedule shorter than training.
+    """
+
+    def __init__(self, schedule: Schedule | dict, warmup: float):
+        schedule = get(schedule)
+        self.schedule = schedule
+        self.warmup = _finite("Delayed warmup", warmup)
+        if self.warmup < 0:
+            raise ValueError(f"Delayed warmup must be >= 0 epochs, got {warmup}.")
+        super().__init__(self.warmup + schedule.epochs)
+
+    def __call__(self, epoch):
+        return self.schedule(_finite("epoch", epoch) - self.warmup)
+
+    def get_config(self):
+        return {"schedule": tf.keras.utils.serialize_keras_object(self.schedule), "warmup": self.warmup}
 
 
 def ede(t_min: float = 0.1, t_max: float = 10.0, epochs: float = 400) -> dict[str, Schedule]:
