@@ -125,9 +125,12 @@ def test_hard_mode_switches_forms_and_recompiles(rng):
         assert all(q.hard_mode for q in sharpness.quantizers(model))
     assert np.abs(soft - hard).max() > 1e-2
     np.testing.assert_allclose(model.predict(x, verbose=0), soft, rtol=1e-6)
-    with pytest.raises(ValueError, match="no tfbin quantizers"):
+    with pytest.raises(ValueError, match="no binarized layers"):
         with tfbin.hard(tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)])):
-            raise AssertionError("hard() must refuse a model without tfbin quantizers")
+            raise AssertionError("hard() must refuse a model without binarized layers")
+    ste = tfbin.models.build("lenet_bnn", "ste").model  # larq's ste_sign: already deployed form
+    with tfbin.hard(ste) as same:
+        assert same is ste
 
 
 @pytest.mark.parametrize("fmt", ["model.h5", "model.keras", "saved_model"])

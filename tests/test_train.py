@@ -113,3 +113,28 @@ def test_bad_input(tmp_path, capsys):
     assert "H,W,C" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path)]) == 1
     assert "no history" in capsys.readouterr().err
+
+
+class _Poison(tf.keras.callbacks.Callback):
+    """Makes the loss NaN from epoch 2 on, as a diverging run would."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            layer = next(l for l in self.model.layers if l.name.startswith("dense") and l.trainable_weights)
+            layer.kernel.assign(tf.fill(layer.kernel.shape, float("nan")))
+
+
+@pytest.mark.slow
+def test_nan_stops_training_naming_the_epoch_and_keeps_the_last_good_checkpoint(image_folder, tmp_path):
+    from tfbin.callbacks import NonFiniteLossError
+
+    out = str(tmp_path / "run")
+    kwargs = dict(model="lenet_bnn", recipe="ste", dataset=None, data_dir=image_folder, input_shape=(28, 28, 1),
+                  epochs=3, batch_size=16, out=out, verbose=0, print_fn=None)
+    with pytest.raises(NonFiniteLossError, match="at epoch 2, batch 1; the last good checkpoint is kept in"):
+        train(**kwargs, callbacks=[_Poison()])
+    with open(os.path.join(out, "history.csv")) as f:
+        assert len(f.read().splitlines()) == 2  # epoch 1 only: the broken epoch was not logged
+    summary = train(**kwargs, resume=True)  # from the good checkpoint of epoch 1
+    assert np.isfinite(json.load(open(os.path.join(out, "history.json")))["loss"]).all()
+    assert summary["epochs"] == 3

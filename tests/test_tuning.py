@@ -63,7 +63,11 @@ def test_the_objective_is_the_hard_accuracy(tmp_path):
     # v stays small: tanh(v·x) is far from sign(x), so soft and hard accuracies differ.
     space = tuning.SearchSpace("self_binarizing", v_start=0.5, v_end=(0.6, 0.7), kind="exponential", lr=1e-2)
     tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=1, max_epochs=1, directory=str(tmp_path))
-    train, validation = _data(256)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (768, 28, 28, 1)).astype("float32")
+    y = x[:, :, :20, 0].reshape(768, 28, 10, 2).mean((1, 3)).argmax(1)  # 10 classes: the brightest band
+    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(32)
+    validation = tf.data.Dataset.from_tensor_slices((x[256:], y[256:])).batch(128)
     tuner.search(train, validation)
     trial = tuner.oracle.get_best_trials(1)[0]
     model = tuner.load_model(trial)

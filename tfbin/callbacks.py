@@ -10,7 +10,7 @@ from tfbin import sharpness
 from tfbin.mode import hard_forms
 from tfbin.quantizers import SoftHardQuantizer
 
-__all__ = ["SharpeningScheduler", "BinarizationMonitor"]
+__all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]
 
 
 @tf.keras.utils.register_keras_serializable(package="tfbin")
@@ -222,3 +222,34 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
         self._signs = signs
         if logs is not None:
             logs.update(values)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class StopOnNonFinite(tf.keras.callbacks.Callback):
+    """Stop training with `NonFiniteLossError` naming the epoch and batch where the loss stopped
+    being finite.
+
+    Unlike Keras's `TerminateOnNaN`, which ends the epoch normally (so that a
+    `BackupAndRestore` or `ModelCheckpoint` after it saves the broken weights), it raises
+    before the epoch ends: the last checkpoint written stays the last good one.
+    """
+
+    def __init__(self, checkpoint_hint: str | None = None):
+        super().__init__()
+        self.checkpoint_hint = checkpoint_hint
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            kept = f"; the last good checkpoint is kept in {self.checkpoint_hint}" if self.checkpoint_hint else ""
+            raise NonFiniteLossError(
+                f"The training loss became {loss} at epoch {self._epoch + 1}, batch {batch + 1}{kept}. "
+                "Lower the learning rate or check the data for NaN/Inf."
+            )

@@ -42,12 +42,19 @@ def hard(model: tf.keras.Model):
     ```
 
     It flips a trace-time flag and drops the model's traced train/test/predict functions on
-    entry and on exit; it never copies the model or changes a weight. Blocks may nest.
+    entry and on exit; it never copies the model or changes a weight. Blocks may nest. A model
+    whose binarized layers use only larq's quantizers (`ste_sign`) is already in its deployed
+    form and passes through unchanged.
     """
     quantizers = sharpness.quantizers(model)
     if not quantizers:
+        from tfbin.binarize import binarized_layers
+
+        if binarized_layers(model):  # larq quantizers only (e.g. ste_sign): already the deployed form
+            yield model
+            return
         raise ValueError(
-            f"Model {getattr(model, 'name', model)!r} has no tfbin quantizers, so it has no hard "
+            f"Model {getattr(model, 'name', model)!r} has no binarized layers, so it has no hard "
             "form; build it with tfbin quantizers (or tfbin.binarize) first."
         )
     with hard_forms(quantizers):

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from tfbin import _io
 from tfbin import data as data_lib
-from tfbin.callbacks import BinarizationMonitor
+from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
 from tfbin.training import unwrap
 
@@ -209,6 +209,7 @@ def train(
         _SaveActivations(monitor, os.path.join(out, "activations.npz")),
         tf.keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume),
         tf.keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
+        StopOnNonFinite(os.path.join(out, "backup") + " (continue with --resume)"),
         # Last: it saves after every other callback has updated its state for the epoch.
         tf.keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
         *callbacks,
