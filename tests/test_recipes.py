@@ -16,7 +16,9 @@ EXPECTED = {
     "irnet": (Q.EDESign, Q.LibraSign),
     "abr": (Q.BoundedRectifier, lq.quantizers.SteSign),
     "dab": (lq.quantizers.SteSign, Q.DistributionAwareSign),
+    "irnet_cmim": (Q.EDESign, Q.LibraSign),
 }
+SHARPENING = ("irnet", "self_binarizing", "irnet_cmim")
 
 
 def float_model():
@@ -42,8 +44,8 @@ def test_available_lists_the_built_in_recipes():
 def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_keeps_weights(name):
     model = float_model()
     with pytest.warns(UserWarning, match="depthwise.*no binary op"):
-        binarized, callbacks = tfbin.binarize(model, name, epochs=3) if name in ("irnet", "self_binarizing") else tfbin.binarize(model, name)
-    layers = {l.name: l for l in binarized.layers}
+        binarized, callbacks = tfbin.binarize(model, name, epochs=3) if name in SHARPENING else tfbin.binarize(model, name)
+    layers = {l.name: l for l in tfbin.training.unwrap(binarized).layers}
     assert isinstance(layers["stem"], tf.keras.layers.Conv2D) and not hasattr(layers["stem"], "input_quantizer")
     assert type(layers["classifier"]) is tf.keras.layers.Dense
     assert type(layers["depthwise"]) is tf.keras.layers.DepthwiseConv2D
@@ -56,7 +58,7 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     for original in model.layers:
         for w_old, w_new in zip(original.weights, layers[original.name].weights):
             np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
-    assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in ("irnet", "self_binarizing") else [])
+    assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in SHARPENING else [])
 
 
 def test_binarize_replaces_quantizers_of_a_larq_model():
@@ -112,7 +114,7 @@ def test_users_can_register_their_own_recipe():
 @pytest.mark.parametrize(
     "call,error,message",
     [
-        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abr', 'dab', 'irnet', 'self_binarizing', 'ste'\]"),
+        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
         (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
         (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
         (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),
