@@ -47,6 +47,9 @@ demo: data
 bench: data
 	$(PY) bench/zoo_summary.py
 	$(PY) bench/export_bench.py
+	$(PY) bench/training_cost.py
+	$(PY) bench/accuracy_bench.py
+	$(PY) bench/tuning_bench.py
 	$(PY) bench/make_tables.py
 
 clean:

@@ -136,7 +136,7 @@ def main():
                 print(f"seed {seed} {dataset} {arm}: hard {row['hard_accuracy']:.4f} soft {row['soft_accuracy']:.4f} "
                       f"{row['step_ms']:.0f} ms/step ({time.time() - started:.0f} s)", flush=True)
                 result = {
-                    "command": "python bench/accuracy_bench.py " + " ".join(sys.argv[1:]),
+                    "command": ("python bench/accuracy_bench.py " + " ".join(sys.argv[1:])).strip(),
                     "model": "fmnist_small", "epochs": EPOCHS, "batch_size": BATCH, "lr": LR,
                     "train_samples": args.train_samples, "test_samples": 10_000,
                     "host": {"cpus": os.cpu_count(), "machine": platform.machine()},

@@ -122,7 +122,7 @@ def main():
         })
 
     result = {
-        "command": "python bench/training_cost.py " + " ".join(sys.argv[1:]),
+        "command": ("python bench/training_cost.py " + " ".join(sys.argv[1:])).strip(),
         "model": "fmnist_small", "batch_size": 128, "rounds": args.rounds, "steps": args.steps,
         "host": {"cpus": os.cpu_count(), "machine": platform.machine()},
         "versions": {"tensorflow": tf.__version__},

@@ -155,3 +155,18 @@ def test_cli_export_bad_files_fail_in_one_line(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "is not a loadable Keras model" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "o.tflite").exists()
+
+
+def test_unwritable_output_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
+    model, _ = models.build("lenet_bnn", "irnet", epochs=1)
+    model.save(tmp_path / "model.keras")
+    result = cli("export", str(tmp_path / "model.keras"), "-o", str(tmp_path / "missing_dir" / "o.tflite"), "--no-latency")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "does not exist" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "missing_dir").exists()
+    # A target that cannot be replaced (a directory): the temporary file is removed again.
+    (tmp_path / "taken.tflite").mkdir()
+    result = cli("export", str(tmp_path / "model.keras"), "-o", str(tmp_path / "taken.tflite"), "--no-latency")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras", "taken.tflite"]
+    assert not any((tmp_path / "taken.tflite").iterdir())

@@ -5,7 +5,7 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -274,3 +274,36 @@ def test_kernel_hard_forms_have_two_values_per_channel(w):
         assert np.isfinite(y).all()
         for o in range(4):
             assert len(np.unique(y[:, o])) <= 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    x=hnp.arrays(np.float32, (3, 2, 4), elements=st.floats(-1e4, 1e4, width=32)),
+    sharpness=st.floats(1e-3, 1e4),
+)
+@example(x=np.zeros((3, 2, 4), np.float32), sharpness=1.0)  # constant channels: zero std
+@example(x=np.full((3, 2, 4), 1e4, np.float32), sharpness=1e4)
+def test_soft_forms_and_gradients_are_finite_and_hard_forms_take_two_values(x, sharpness):
+    """Any finite input, any sharpness in the valid range (kernels with constant channels included)."""
+    activation = [Q.SelfBinarizingSign(), Q.EDESign(), Q.BoundedRectifier(), Q.BoundedRectifier(symmetric=True)]
+    for q in [*activation, Q.LibraSign(), Q.DistributionAwareSign()]:
+        q.build(x.shape)
+        for weight in q.sharpness_weights.values():
+            weight.assign(sharpness)
+        value = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(value)
+            soft = q(value)
+            loss = tf.reduce_sum(soft * tf.constant(np.linspace(-1, 1, soft.shape.num_elements()).reshape(soft.shape), tf.float32))
+        grad = tape.gradient(loss, value)
+        name = type(q).__name__
+        assert np.isfinite(soft.numpy()).all(), name
+        assert grad is not None and np.isfinite(grad.numpy()).all(), name
+        q.hard_mode = True
+        hard = q(value).numpy()
+        if q in activation:  # ±1, or {0, 1} for the Heaviside form
+            allowed = {0.0, 1.0} if isinstance(q, Q.BoundedRectifier) and not q.symmetric else {-1.0, 1.0}
+            assert set(np.unique(hard)) <= allowed, name
+        else:  # kernels: two values per output channel
+            for o in range(hard.shape[-1]):
+                assert len(np.unique(hard[..., o])) <= 2, name
