@@ -118,6 +118,7 @@ def test_users_can_register_their_own_recipe():
         (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
         (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
         (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),
+        (lambda: recipes.Recipe("bad", "nope_sign", "ste_sign"), ValueError, r"Unknown quantizer 'nope_sign'; tfbin's are \['bounded_rectifier', 'dab_sign', 'ede_sign'"),
         (lambda: recipes.Recipe("bad", "ste_sign", "dorefa_quantizer"), ValueError, "not a 1-bit"),
         (lambda: tfbin.binarize(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]), "ste"), ValueError, "nothing to binarize"),
         (lambda: tfbin.binarize(float_model(), "ste", keep_full_precision=["nope"]), ValueError, "does not have"),

@@ -91,7 +91,18 @@ class Recipe:
 
     @staticmethod
     def _make(identifier):
-        quantizer = lq.quantizers.get(identifier)
+        try:
+            quantizer = lq.quantizers.get(identifier)
+        except ValueError as err:
+            if not isinstance(identifier, str):
+                raise
+            from tfbin import quantizers as tfbin_quantizers
+
+            tfbin_aliases = sorted(getattr(tfbin_quantizers, n).alias for n in tfbin_quantizers.__all__ if hasattr(getattr(tfbin_quantizers, n), "alias"))
+            raise ValueError(
+                f"Unknown quantizer {identifier!r}; tfbin's are {tfbin_aliases}, larq's include "
+                "['ste_sign', 'approx_sign', 'swish_sign', 'magnitude_aware_sign', 'dorefa_quantizer']."
+            ) from err
         if quantizer is None:
             raise ValueError(f"Unknown quantizer {identifier!r}.")
         return quantizer
