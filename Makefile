@@ -33,7 +33,7 @@ data: install system-deps
 # Tests that need a dataset skip (saying why) when it cannot be had on this machine.
 test: install system-deps
 	$(PY) -m tfbin.cli data || echo "warning: datasets unavailable; their tests will be skipped"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
