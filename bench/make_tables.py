@@ -108,7 +108,22 @@ def tuning_table(data):
     ])
 
 
+def demo_table(data):
+    s = data["summary"]
+    size = s["tflite_bytes"]
+    return "\n".join([
+        f"Measured by `{data['command']}` on the 2-core development machine ({data['wall_seconds']:.0f} s in all, of which "
+        f"training {s['train_seconds']:.0f} s; data and packages already set up); copied from `demo_out/summary.json`:",
+        "",
+        "| soft acc | hard acc | TFLite acc (10,000 test images) | TFLite / Keras agreement | .tflite | vs float TFLite | vs 1-bit limit | binarized layers as LceBconv2d |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {s['soft_accuracy']:.4f} | {s['hard_accuracy']:.4f} | {s['tflite_accuracy']:.4f} | {s['tflite_keras_agreement']:.4f} | "
+        f"{size:,} B | {s['float_tflite_bytes'] / size:.1f}× smaller | {size / s['one_bit_limit_bytes']:.2f}× | {s['binarized_layers_as_lce_bconv']} |",
+    ])
+
+
 TABLES = {
+    "demo": ("bench/results/demo.json", demo_table),
     "export": ("bench/results/export.json", export_table),
     "zoo": ("bench/results/zoo_summary.json", zoo_table),
     "training_cost": ("bench/results/training_cost.json", training_cost_table),
