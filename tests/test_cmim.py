@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tfbin
+from tfbin.testing import tflite_without_names
 from tfbin import export, models
 from tfbin.losses import ContrastiveMI, Distillation
 from tfbin.binarize import binarized_layers
@@ -74,21 +75,6 @@ def test_loss_value_and_gradients_reach_heads_and_binarized_layers(rng):
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
 
 
-def _nameless(flatbuffer: bytes) -> bytes:
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    for subgraph in model.subgraphs:
-        subgraph.name = b""
-        for tensor in subgraph.tensors:
-            tensor.name = b""
-    model.signatureDefs = None
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder))
-    return bytes(builder.Output())
-
-
 def test_wrap_trains_with_fit_and_leaves_no_trace_in_inner(rng, tmp_path):
     model = _model()
     never_wrapped = tf.keras.models.clone_model(model)  # same layer names and config
@@ -111,7 +97,7 @@ def test_wrap_trains_with_fit_and_leaves_no_trace_in_inner(rng, tmp_path):
     a = export.convert(wrapped, tmp_path / "a.tflite", latency=False, num_samples=8)
     b = export.convert(never_wrapped, tmp_path / "b.tflite", latency=False, num_samples=8)
     # The files differ only in tensor names (Keras numbers the exporter's layers per session).
-    assert _nameless((tmp_path / "a.tflite").read_bytes()) == _nameless((tmp_path / "b.tflite").read_bytes())
+    assert tflite_without_names((tmp_path / "a.tflite").read_bytes()) == tflite_without_names((tmp_path / "b.tflite").read_bytes())
     assert a.op_histogram == b.op_histogram
 
 

@@ -5,26 +5,12 @@ import pytest
 import tensorflow as tf
 
 import tfbin
+from tfbin.testing import tflite_without_names
 from tfbin import export, models, recipes
 from tfbin.testing import randomize_batch_norm
 from tfbin.training import unwrap
 
 FORMATS = ["model.h5", "model.keras", "saved_model"]
-
-
-def _nameless(flatbuffer: bytes) -> bytes:
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    for subgraph in model.subgraphs:
-        subgraph.name = b""
-        for tensor in subgraph.tensors:
-            tensor.name = b""
-    model.signatureDefs = None
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder))
-    return bytes(builder.Output())
 
 
 def _predict(model, x):
@@ -44,7 +30,7 @@ def test_every_recipe_round_trips_in_every_format(tmp_path, recipe):
         tfbin.sharpness.set(model, name, 0.37 + i)  # not the initial values
     x = np.random.default_rng(0).uniform(0, 1, (64, 28, 28, 1)).astype("float32")
     soft, hard = _predict(model, x)
-    reference = _nameless(export.convert(model, latency=False, sample_inputs=x).flatbuffer)
+    reference = tflite_without_names(export.convert(model, latency=False, sample_inputs=x).flatbuffer)
     for fmt in FORMATS:
         path = str(tmp_path / fmt)
         model.save(path)
@@ -55,4 +41,4 @@ def test_every_recipe_round_trips_in_every_format(tmp_path, recipe):
         np.testing.assert_allclose(loaded_soft, soft, atol=1e-6, err_msg=fmt)
         np.testing.assert_allclose(loaded_hard, hard, atol=1e-6, err_msg=fmt)
         if fmt == "model.keras":  # one export per recipe keeps the suite fast; all formats load the same config
-            assert _nameless(export.convert(loaded, latency=False, sample_inputs=x).flatbuffer) == reference
+            assert tflite_without_names(export.convert(loaded, latency=False, sample_inputs=x).flatbuffer) == reference

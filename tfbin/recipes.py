@@ -272,18 +272,11 @@ def irnet_cmim(
     """IR-Net with CMIM's contrastive loss (`ContrastiveMI`) between the latent and binary
     activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
     underneath, papers.md §4.2). `binarize` returns the training model (`.inner` deploys)."""
+    params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
-    return Recipe(
-        "irnet_cmim",
-        EDESign(),
-        LibraSign(),
-        None,
-        schedules_lib.ede(t_min, t_max, epochs),
-        update_freq=update_freq,
-        keep_full_precision=keep_full_precision,
-        losses=[ContrastiveMI(cmim_weight, temperature, projection_dim, bank_size)],
-        params=dict(locals()),
-    )
+    config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
+    config.update(name="irnet_cmim", params=params, losses=[ContrastiveMI(cmim_weight, temperature, projection_dim, bank_size)])
+    return Recipe.from_config(config)
 
 
 @register("abr")

@@ -22,3 +22,23 @@ def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             for weight in layer.weights:  # scale=False / center=False layers lack gamma / beta
                 weight.assign(draw[weight.name.split("/")[-1].split(":")[0]](weight.shape))
+
+
+def tflite_without_names(flatbuffer: bytes) -> bytes:
+    """A TFLite flatbuffer with tensor, subgraph and signature names removed.
+
+    Keras numbers layers per session, so two exports of the same model can differ only in the
+    tensor names derived from them; compare files with their names stripped.
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    for subgraph in model.subgraphs:
+        subgraph.name = b""
+        for tensor in subgraph.tensors:
+            tensor.name = b""
+    model.signatureDefs = None
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder))
+    return bytes(builder.Output())
