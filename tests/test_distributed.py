@@ -1,4 +1,6 @@
-"""MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 train a tfbin model with schedules."""
+"""MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1 train a tfbin model with a
+sharpening schedule and the contrastive loss, and end where one device ends on the same global
+batches."""
 import json
 import os
 import socket
@@ -9,46 +11,78 @@ import textwrap
 import numpy as np
 import pytest
 
+# A net without batch statistics, binarized with self_binarizing with v kept small (its
+# tanh(v·x) forward is then smooth, so float summation order cannot flip a sign and fork the
+# runs; with v in the hundreds the two set-ups drift apart within a few steps, as any two runs
+# of a near-sign network do), plus
+# ContrastiveMI with a memory bank. The global batch is 32; with two workers each takes its half
+# of every global batch, so both set-ups see the same samples at every step.
 WORKER = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np
     import tfbin
     import tensorflow as tf
-    from tfbin import models
+    from tfbin.losses import ContrastiveMI
+    GLOBAL_BATCH, STEPS, EPOCHS = 32, 4, 2
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     tf.keras.utils.set_random_seed(0)
     with strategy.scope():
-        model, callbacks = models.build("lenet_bnn", "irnet_cmim", epochs=2, bank_size=32)
-        model.compile(tf.keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        float_model = tf.keras.Sequential([
+            tf.keras.layers.Conv2D(8, 3, input_shape=(16, 16, 1)),
+            tf.keras.layers.Conv2D(16, 3, strides=2),
+            tf.keras.layers.Conv2D(16, 3, strides=2),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(32),
+            tf.keras.layers.Dense(10),
+        ])
+        binarized = tfbin.binarize(float_model, "self_binarizing", epochs=EPOCHS, v_end=4.0)
+        model = ContrastiveMI(0.5, bank_size=32, projection_dim=16).wrap(binarized.model)
+        model.compile(tf.keras.optimizers.SGD(0.01),
+                      tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
-    x, y = rng.uniform(0, 1, (128, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 128)
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
-    history = model.fit(data, epochs=2, callbacks=callbacks, verbose=0).history
-    inner = model.inner
+    x = rng.uniform(0, 1, (GLOBAL_BATCH * STEPS, 16, 16, 1)).astype("float32")
+    y = rng.integers(0, 10, GLOBAL_BATCH * STEPS)
+
+    def dataset_fn(context):
+        per_worker = GLOBAL_BATCH // context.num_input_pipelines
+        part = slice(context.input_pipeline_id * per_worker, (context.input_pipeline_id + 1) * per_worker)
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+        return batches.map(lambda a, b: (a[part], b[part])).repeat()
+
+    initial = [w.numpy() for w in model.inner.trainable_weights]
+    history = model.fit(tf.keras.utils.experimental.DatasetCreator(dataset_fn), epochs=EPOCHS,
+                        steps_per_epoch=STEPS, callbacks=binarized.callbacks, verbose=0).history
     print("RESULT " + json.dumps({
         "replicas": strategy.num_replicas_in_sync,
-        "t": history["t"], "k": history["k"],
-        "sharpness": {n: tfbin.sharpness.get(inner, n) for n in tfbin.sharpness.names(inner)},
+        "v": history["v"],
+        "sharpness": {n: tfbin.sharpness.get(model.inner, n) for n in tfbin.sharpness.names(model.inner)},
         "loss": history["loss"], "cmim": history["cmim_loss"],
-        "checksum": float(sum(np.abs(w).sum() for w in inner.get_weights())),
+        # trained weights, schedule variables and memory banks (not the metrics' accumulators)
+        "weights": [w.numpy().ravel().tolist() for w in
+                    model.trainable_weights + model.inner.non_trainable_weights + model.terms[0].non_trainable_weights],
+        "moved": max(float(np.abs(a - b.numpy()).max()) for a, b in zip(initial, model.inner.trainable_weights)),
     }), flush=True)
     """
 )
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
-def test_multi_worker_mirrored_strategy_two_processes(tmp_path):
-    ports = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+def test_two_workers_equal_one_device_on_the_same_global_batch(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    configs = [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
     procs = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for tf_config in [*configs, None]:  # two workers, then one device (no TF_CONFIG: one local replica)
+        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        if tf_config:
+            env["TF_CONFIG"] = tf_config
         procs.append(subprocess.Popen([sys.executable, "-c", WORKER], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, cwd=tmp_path))
     outputs = []
@@ -62,12 +96,21 @@ def test_multi_worker_mirrored_strategy_two_processes(tmp_path):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err[-3000:]
         results.append(json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[len("RESULT "):]))
-    assert all(r["replicas"] == 2 for r in results)
-    # EDE's schedule, per epoch: t = 0.1 · 100^(e/2), k = max(1/t, 1), the same on both workers.
+    *workers, single = results
+    assert [r["replicas"] for r in results] == [2, 2, 1]
+    # SBN's schedule, set every batch and logged at the last one: v = 4^((e + 3/4)/2).
     for r in results:
-        np.testing.assert_allclose(r["t"], [0.1, 1.0], rtol=1e-6)
-        np.testing.assert_allclose(r["k"], [10.0, 1.0], rtol=1e-6)
+        np.testing.assert_allclose(r["v"], [4 ** 0.375, 4 ** 0.875], rtol=1e-6)
+        assert r["sharpness"] == single["sharpness"]
         assert np.isfinite(r["loss"]).all() and np.isfinite(r["cmim"]).all()
-    assert results[0]["sharpness"] == results[1]["sharpness"]
-    # Synchronous training: both workers end with the same weights.
-    np.testing.assert_allclose(results[0]["checksum"], results[1]["checksum"], rtol=1e-6)
+    # Synchronous training: both workers hold the same weights ...
+    for a, b in zip(workers[0]["weights"], workers[1]["weights"]):
+        np.testing.assert_array_equal(a, b)
+    # ... which are those of one device trained on the same global batches (the contrastive
+    # loss's negatives span both workers, with their gradient), up to float summation order.
+    assert len(workers[0]["weights"]) == len(single["weights"])
+    for dist, one in zip(workers[0]["weights"], single["weights"]):
+        np.testing.assert_allclose(dist, one, rtol=1e-4, atol=1e-5)
+    assert single["moved"] > 1e-3  # training really changed the weights the comparison is about
+    np.testing.assert_allclose(workers[0]["loss"], single["loss"], rtol=1e-4)
+    np.testing.assert_allclose(workers[0]["cmim"], single["cmim"], rtol=1e-4)

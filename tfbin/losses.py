@@ -116,8 +116,10 @@ class ContrastiveMI(_WrappingLoss):
     `grid`×`grid` map (dense inputs are used as they are), projected by trainable heads
     `h_F`, `h_B` (one per view and layer) to `projection_dim` and L2-normalized:
     `z_F = h_F(a_F)/‖·‖`, `z_B = h_B(a_B)/‖·‖`. The two views of the same sample are the
-    positive pair; the other samples of the batch (of all replicas under a distribution strategy)
-    and the entries of a memory bank are negatives. With `s(u, w) = u·w/τ`:
+    positive pair; the other samples of the batch (of all replicas under a distribution strategy,
+    gathered with their gradient, so that training on R replicas computes the same gradient as
+    one device on the same global batch) and the entries of a memory bank are negatives. With
+    `s(u, w) = u·w/τ`:
 
     \[
     \mathcal L = \frac{1}{2}\operatorname{mean}_i\Big[
@@ -236,11 +238,13 @@ class ContrastiveMI(_WrappingLoss):
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
     def _others(self, z):
-        """Embeddings of the other replicas' samples (no gradient), or None on one replica."""
+        """Embeddings of the other replicas' samples, or None on one replica."""
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
             return None
-        gathered = context.all_gather(tf.stop_gradient(z), axis=0)
+        # all_gather is differentiable (its gradient all-reduces and slices back), so a sample's
+        # embedding gets the gradient of its role as a negative on the other replicas too.
+        gathered = context.all_gather(z, axis=0)
         sizes = context.all_gather(tf.shape(z)[:1], axis=0)
         start = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
         keep = tf.logical_or(tf.range(tf.shape(gathered)[0]) < start, tf.range(tf.shape(gathered)[0]) >= start + tf.shape(z)[0])
