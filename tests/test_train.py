@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfbin
 from tfbin import cli
-from tfbin.train import RESULT_FILES, train
+from tfbin.train import RESULT_FILES, load_folder, train
 
 PICTURES = ("curves.png", "sharpness.png", "activations.png", "saturation.png")
 
@@ -62,6 +63,13 @@ def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_f
     assert f"| {summary['soft_accuracy']:.4f} | {summary['hard_accuracy']:.4f} | {summary['tflite_accuracy']:.4f} " in printed
     loaded = tf.keras.models.load_model(os.path.join(out, "model.keras"))
     assert loaded.output_shape == (None, 2)
+    # The saved model, evaluated afresh in its hard form on the same test split, scores the
+    # reported hard accuracy.
+    _, test_split, _ = load_folder(image_folder, (28, 28, 1), seed=0)
+    loaded.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with tfbin.hard(loaded):
+        again = loaded.evaluate(test_split.batch(16), verbose=0, return_dict=True)["accuracy"]
+    assert abs(again - summary["hard_accuracy"]) < 1e-4
 
     # `tfbin report` redraws; a second train into the same directory is refused.
     for name in PICTURES:

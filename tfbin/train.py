@@ -78,26 +78,26 @@ def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: floa
 
 
 class _SaveActivations(tf.keras.callbacks.Callback):
-    """Writes the monitor's activation histograms after every epoch (atomically)."""
+    """Writes the monitor's activation histograms after every epoch (atomically); a resumed run
+    starts from the epochs already in the file."""
 
     def __init__(self, monitor: BinarizationMonitor, path: str):
         super().__init__()
-        self.monitor, self.path = monitor, path
+        self.monitor, self.path, self.epochs = monitor, path, {}
+        if os.path.exists(path):
+            with np.load(path) as old:
+                self.epochs = {k: old[k] for k in old.files}
 
     def on_epoch_end(self, epoch, logs=None):
-        epochs = {}
-        if os.path.exists(self.path):
-            with np.load(self.path) as old:
-                epochs = {k: old[k] for k in old.files}
         # Keyed by the layer's position: layer names can differ between a run and its resumption.
         names = list(dict.fromkeys(key.split("/", 1)[1] for key in self.monitor.histograms))
         for key, counts in self.monitor.histograms.items():
             kind, name = key.split("/", 1)
-            epochs[f"epoch{epoch:04d}/{kind}/{names.index(name)}"] = counts
-        epochs["layer_names"] = np.array(names)
-        epochs["latent_bin_edges"] = self.monitor.bin_edges
-        epochs["soft_bin_edges"] = self.monitor.soft_bin_edges
-        _io.write_npz_atomic(self.path, epochs)
+            self.epochs[f"epoch{epoch:04d}/{kind}/{names.index(name)}"] = counts
+        self.epochs["layer_names"] = np.array(names)
+        self.epochs["latent_bin_edges"] = self.monitor.bin_edges
+        self.epochs["soft_bin_edges"] = self.monitor.soft_bin_edges
+        _io.write_npz_atomic(self.path, self.epochs)
 
 
 def _datasets(dataset, data_dir, input_shape, seed, train_samples, test_samples):
@@ -215,21 +215,22 @@ def train(
         *callbacks,
     ]
     fit_start = time.time()
-    keras_model.fit(train_batches, epochs=epochs, validation_data=test_batches, callbacks=fit_callbacks, verbose=verbose)
+    # No validation_data for fit: the monitor's soft pass is the same evaluation (plus the hard
+    # one), and a third pass over the test set would cost as much again.
+    keras_model.fit(train_batches, epochs=epochs, callbacks=fit_callbacks, verbose=verbose)
     train_seconds = time.time() - fit_start
     backup = os.path.join(out, "backup")
     if os.path.isdir(backup) and not os.listdir(backup):  # BackupAndRestore empties it on success
         os.rmdir(backup)
 
     deployed = unwrap(keras_model)
-    soft = float(keras_model.evaluate(test_batches, verbose=0, return_dict=True)["accuracy"])
-    with hard(keras_model):
-        hard_accuracy = float(keras_model.evaluate(test_batches, verbose=0, return_dict=True)["accuracy"])
     model_path = os.path.join(out, "model.keras")
     _io.save_model_atomic(deployed, model_path)
 
     history = report.read_history(out)
     _io.write_text_atomic(os.path.join(out, "history.json"), json.dumps(history, indent=1) + "\n")
+    # The monitor evaluated the final weights on the whole test set after the last epoch.
+    soft, hard_accuracy = history["val_soft_accuracy"][-1], history["val_hard_accuracy"][-1]
 
     x_sample = np.concatenate([x.numpy() for x, _ in test_ds.batch(500).take(2)])
     tflite_path = os.path.join(out, "model.tflite")
