@@ -8,6 +8,8 @@ tfbin.models.summary(binarized.model)
 """
 from __future__ import annotations
 
+import inspect
+
 from typing import Callable
 
 import larq as lq
@@ -75,7 +77,8 @@ def build(
 def default_input_shape(name: str) -> tuple:
     """The `(H, W, C)` model `name` is built for when no `input_shape` is given."""
     if name in SMALL:
-        return tuple(SMALL[name]().inputs[0].shape[1:])
+        # The builder's own default, read without building a model.
+        return tuple(inspect.signature(SMALL[name]).parameters["input_shape"].default)
     if name in ZOO:
         return (224, 224, 3)
     raise ValueError(f"Unknown model {name!r}; the models are {available()}.")

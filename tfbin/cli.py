@@ -14,7 +14,6 @@ traceback as well.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
