@@ -425,6 +425,12 @@ class DistributionAwareSign(SoftHardQuantizer):
     exporter rewrites it exactly as `(α+β)/2 · bconv(x, sign(w − θ)) + (α−β)/2 · bconv(x, 1)`.
     Forward values are the same in the soft and hard forms. Kernel quantizer only.
 
+    Cost: the split sorts every output channel's weights at every training step, as the
+    official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates: for the
+    6272×256 dense kernel of `fmnist_small` it is about 0.4 of a whole `ste` training step
+    (`bench/training_cost.py`). Only a different method (a split refreshed every N steps, or an
+    approximate one) would remove it; tfbin keeps DAB's exact rule.
+
     Prabhu, Batchu, Munagala, Gajawada, Namboodiri, "Distribution-Aware Binarization of Neural
     Networks for Sketch Recognition", WACV 2018, arXiv:1804.02941.
     """
