@@ -39,7 +39,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 # The low end of the supported range (TensorFlow 2.16) in a second venv, on a fast subset:
-# quantizers, schedules, recipes, serialization and LCE export. Run at release (it does not fit
+# quantizers, schedules, recipes, callbacks, losses, the Keras guard, serialization and LCE
+# export (COMPAT_TESTS). Run at release (it does not fit
 # `make test`'s 30 minutes on 2 cores); the last result is in the README.
 COMPAT_VENV ?= .venv-tf216
 COMPAT_TESTS ?= tests/test_quantizers.py tests/test_schedules.py tests/test_recipes.py tests/test_keras_guard.py \

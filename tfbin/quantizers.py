@@ -427,8 +427,8 @@ class DistributionAwareSign(SoftHardQuantizer):
 
     Cost: the split sorts every output channel's weights at every training step, as the
     official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates: for the
-    6272×256 dense kernel of `fmnist_small` it is about 0.4 of a whole `ste` training step
-    (`bench/training_cost.py`). Only a different method (a split refreshed every N steps, or an
+    binarized kernels of `fmnist_small` (mostly its 6272×256 dense one) it took 0.4 of a whole
+    `ste` training step (`bench/training_cost.py`, `dab_split_ms`). Only a different method (a split refreshed every N steps, or an
     approximate one) would remove it; tfbin keeps DAB's exact rule.
 
     Prabhu, Batchu, Munagala, Gajawada, Namboodiri, "Distribution-Aware Binarization of Neural
