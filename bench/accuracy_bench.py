@@ -1,19 +1,24 @@
 """Accuracy at equal budget: every recipe against larq's `ste` baseline and full precision.
 
     python bench/accuracy_bench.py [--out bench/results/accuracy.json] [--seeds 0,1,2]
-                                   [--datasets fashion_mnist,mnist] [--train-samples 5000]
+                                   [--datasets fashion_mnist,mnist] [--arms float,ste,...]
+    python bench/accuracy_bench.py --validation 10000 --out bench/results/accuracy_val.json
 
-`fmnist_small` (DESIGN.md §1), 3 epochs, batch 128, Adam 1e-3, the first `--train-samples`
-training images (shuffled each epoch), the whole 10,000-image test set. Arms:
+`fmnist_small`, 3 epochs, batch 128, Adam 1e-3, the whole 60,000-image training set (shuffled
+each epoch), scored on the whole 10,000-image test set. With `--validation N` the last N training
+images are held out and score the run instead (the test set is not read): that mode chooses
+defaults. Arms:
 
 - `float`: the same net in full precision (no recipe);
 - `ste`, `abr`, `self_binarizing`, `irnet`, `dab`, `irnet_cmim`: the recipes (schedules span
   the 3 epochs), scored by **hard** test accuracy (what the exported model computes);
 - `irnet_kd`: `irnet` plus `tfbin.losses.Distillation` from the `float` arm of the same seed.
 
-Per run it records soft and hard test accuracy and the median per-step time of epochs 2–3.
-Results are written after every run (atomically) and a rerun skips the runs already done, so
-an interrupted benchmark continues. Budget: 90 min (run it in the background).
+Per run it records soft and hard accuracy, their gap, and the median per-step time of epochs
+2–3. Results are written after every run (atomically) and a rerun skips the runs already done, so
+an interrupted benchmark continues. Teachers (`float` runs) are kept in `--teacher-dir` so that
+`irnet_kd` reuses them across invocations. Budget: ≈ 6–10 min per run on 2 cores, 54 runs for
+the full grid: several hours, run in the background and resumed across sessions.
 """
 import argparse
 import json
@@ -33,7 +38,8 @@ import tensorflow as tf  # noqa: E402
 from tfbin import _io, data, losses, models  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
-ARMS = ["float", "ste", "abr", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd"]
+ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd"]
+TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
 
 
@@ -57,17 +63,36 @@ def accuracy(model, test):
     return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
 
 
-def run(arm, dataset, seed, train_samples, teachers):
+def splits(dataset, seed, validation):
+    """(train, score) datasets: the training images minus the last `validation`, and those
+    held-out images (or the test set when `validation` is 0)."""
+    full = data.load(dataset, "train")
+    n = TRAIN_IMAGES - validation
+    train = full.take(n).cache().shuffle(n, seed=seed).batch(BATCH).prefetch(2)
+    score = full.skip(n) if validation else data.load(dataset, "test")
+    return train, score.batch(1000).cache().prefetch(2)
+
+
+def teacher(dataset, seed, args):
+    """The `float` arm's model of this seed, trained once and kept in `--teacher-dir`."""
+    path = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
+    if not os.path.exists(path):
+        run("float", dataset, seed, args, save_to=path)
+    return tf.keras.models.load_model(path)
+
+
+def run(arm, dataset, seed, args, save_to=None):
     tf.keras.utils.set_random_seed(seed)
-    train = data.load(dataset, "train").take(train_samples).cache().shuffle(train_samples, seed=seed).batch(BATCH).prefetch(2)
-    test = data.load(dataset, "test").batch(1000).cache().prefetch(2)
+    train, score = splits(dataset, seed, args.validation)
     callbacks = []
     if arm == "float":
         model = small.fmnist_small()
     else:
-        model, callbacks = models.build("fmnist_small", "irnet" if arm == "irnet_kd" else arm, epochs=EPOCHS)
+        recipe = {"irnet_kd": "irnet", "abr_float_weights": "abr"}.get(arm, arm)
+        overrides = {"binary_weights": False} if arm == "abr_float_weights" else {}
+        model, callbacks = models.build("fmnist_small", recipe, epochs=EPOCHS, **overrides)
         if arm == "irnet_kd":
-            model = losses.Distillation(teachers[(dataset, seed)], temperature=4.0, weight=1.0).wrap(model)
+            model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
     model.compile(tf.keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()
@@ -76,15 +101,17 @@ def run(arm, dataset, seed, train_samples, teachers):
         "arm": arm, "dataset": dataset, "seed": seed,
         "train_seconds": round(time.time() - start, 1),
         "step_ms": round(1000 * statistics.median(timer.times), 2),
-        "soft_accuracy": accuracy(model, test),
+        "soft_accuracy": accuracy(model, score),
     }
-    if arm == "float":
-        teachers[(dataset, seed)] = model
+    if save_to is not None:
+        os.makedirs(os.path.dirname(save_to), exist_ok=True)
+        model.save(save_to)
     if not tfbin.sharpness.quantizers(model):  # float, or larq's ste_sign: one form only
         row["hard_accuracy"] = row["soft_accuracy"]
     else:
         with tfbin.hard(model):
-            row["hard_accuracy"] = accuracy(model, test)
+            row["hard_accuracy"] = accuracy(model, score)
+    row["soft_hard_gap"] = round(row["soft_accuracy"] - row["hard_accuracy"], 4)
     return row
 
 
@@ -97,12 +124,14 @@ def summarize(rows):
             if not mine:
                 continue
             hard = [r["hard_accuracy"] for r in mine]
+            soft = [r["soft_accuracy"] for r in mine]
             step = statistics.median(r["step_ms"] for r in mine)
             summary.setdefault(dataset, {})[arm] = {
                 "runs": len(mine),
                 "hard_mean": round(float(np.mean(hard)), 4),
                 "hard_std": round(float(np.std(hard, ddof=1)) if len(hard) > 1 else 0.0, 4),
-                "soft_mean": round(float(np.mean([r["soft_accuracy"] for r in mine])), 4),
+                "soft_mean": round(float(np.mean(soft)), 4),
+                "soft_hard_gap_mean": round(float(np.mean(soft) - np.mean(hard)), 4),
                 "step_ms_median": round(step, 1),
                 "step_ratio_vs_ste": round(step / statistics.median(ste), 3) if ste else None,
             }
@@ -110,35 +139,45 @@ def summarize(rows):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/accuracy.json")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="fashion_mnist,mnist")
     parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--train-samples", type=int, default=5_000)
+    parser.add_argument("--validation", type=int, default=0,
+                        help="hold out the last N training images and score on them instead of the test set")
+    parser.add_argument("--teacher-dir", default=os.path.expanduser("~/.cache/tfbin-bench/teachers"))
     args = parser.parse_args()
+    unknown = sorted(set(args.arms.split(",")) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; the arms are {ARMS}")
+    if not 0 <= args.validation < TRAIN_IMAGES:
+        parser.error(f"--validation must be in [0, {TRAIN_IMAGES}), got {args.validation}")
     path = os.path.join(ROOT, args.out)
     previous = json.load(open(path)) if os.path.exists(path) else {}
-    rows = [r for r in previous.get("runs", []) if previous.get("train_samples") == args.train_samples]
+    same_protocol = previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
+    rows = list(previous.get("runs", [])) if same_protocol else []
     done = {(r["arm"], r["dataset"], r["seed"]) for r in rows}
-    started, teachers = time.time(), {}
-    arms = args.arms.split(",")
+    started = time.time()
     for seed in (int(s) for s in args.seeds.split(",")):
         for dataset in args.datasets.split(","):
-            for arm in arms:
-                needs_teacher = "irnet_kd" in arms and (arm == "float") and ("irnet_kd", dataset, seed) not in done
-                if (arm, dataset, seed) in done and not needs_teacher:
+            for arm in args.arms.split(","):
+                if (arm, dataset, seed) in done:
                     continue
-                row = run(arm, dataset, seed, args.train_samples, teachers)
-                if (arm, dataset, seed) not in done:
-                    rows.append(row)
-                    done.add((arm, dataset, seed))
+                save_to = None
+                if arm == "float":
+                    save_to = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
+                row = run(arm, dataset, seed, args, save_to=save_to)
+                rows.append(row)
+                done.add((arm, dataset, seed))
                 print(f"seed {seed} {dataset} {arm}: hard {row['hard_accuracy']:.4f} soft {row['soft_accuracy']:.4f} "
                       f"{row['step_ms']:.0f} ms/step ({time.time() - started:.0f} s)", flush=True)
                 result = {
                     "command": ("python bench/accuracy_bench.py " + " ".join(sys.argv[1:])).strip(),
                     "model": "fmnist_small", "epochs": EPOCHS, "batch_size": BATCH, "lr": LR,
-                    "train_samples": args.train_samples, "test_samples": 10_000,
+                    "train_samples": TRAIN_IMAGES - args.validation,
+                    "validation": args.validation,
+                    "scored_on": f"the last {args.validation} training images" if args.validation else "the 10,000-image test set",
                     "host": {"cpus": os.cpu_count(), "machine": platform.machine()},
                     "versions": {"tensorflow": tf.__version__},
                     "wall_seconds_this_invocation": round(time.time() - started, 1),
