@@ -12,7 +12,7 @@ precision 1) is replaced by a `BinaryConvExport` layer computing, in the hard fo
   add 8 all-ones output channels to the same conv (a 1-channel binary conv fails in LCE's
   interpreter) whose sum, times `d_o`, is added back.
 - **input**: a ±1 hard form equal to `sign(x)` is used as it is (`θ = 0`); the {0,1} form of
-  `BoundedRectifier` is `(s + 1)/2` with `s = sign(x − θ)`, `θ = (0.5 − c)/a` per channel, so
+  `BoundedRectifier` is `(s + 1)/2` with `s = sign(x − θ)`, `θ = (0.5 − c)/(v·a)` per channel, so
   the kernel is halved and `½·Σ K_o` goes into the bias (exact with `pad_values=1` or 'valid').
 - **dense**: a binarized `QuantDense` on `[batch, C]` becomes a 1×1 binary conv on `[batch, 1, 1, C]`.
 
@@ -120,7 +120,7 @@ def _input_threshold(layer):
     """`(theta, zero_one)`: the input is `sign(x − theta)` (or `(1 + that)/2` when zero_one)."""
     quantizer = layer.input_quantizer
     if isinstance(quantizer, BoundedRectifier) and not quantizer.symmetric:
-        return (0.5 - quantizer.offset) / quantizer.slope.numpy(), True
+        return (0.5 - quantizer.offset) / quantizer.effective_slope().numpy(), True
     channels = layer.input_shape[-1]
     probe = np.array([-3.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 1.0, 3.0], np.float32)
     x = np.repeat(probe[:, None], channels, axis=1)

@@ -41,6 +41,37 @@ def test_info_nce_against_a_hand_computed_example():
     np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6)
 
 
+def test_same_label_negatives_are_left_out():
+    # Three samples, labels [0, 0, 1], tau = 0.5, orthogonal-ish embeddings: row 0 must not see
+    # sample 1 (same class) as a negative, nor the memory entry of class 0; row 2 sees them all.
+    a = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], "float32")
+    memory = np.array([[0.8, 0.6]], "float32")
+    ids = np.array([0, 0, 1])
+    columns = np.concatenate([ids, [0]])
+    same = ids[:, None] == columns[None, :]
+    loss = ContrastiveMI(temperature=0.5).info_nce(a, a, memory, tf.constant(same))
+    logits = np.concatenate([a @ a.T, a @ memory.T], axis=1) / 0.5
+    masked = np.where(same & ~np.eye(3, 4, dtype=bool), -np.inf, logits)
+    expected = -np.mean([masked[i, i] - np.log(np.exp(masked[i][np.isfinite(masked[i])]).sum()) for i in range(3)])
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-5)
+    # Without the mask the same-class entries count: a larger loss.
+    assert ContrastiveMI(temperature=0.5).info_nce(a, a, memory).numpy() > expected + 0.1
+
+
+def test_the_bank_keeps_the_labels_of_its_entries(rng):
+    wrapped = ContrastiveMI(bank_size=24, projection_dim=8).wrap(_model())
+    wrapped.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    x, y = rng.uniform(0, 1, (32, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 32)
+    wrapped.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    # Newest first: the second batch's labels, then the first batch's first 8.
+    np.testing.assert_array_equal(wrapped.terms[0]._bank_labels.numpy(), np.concatenate([y[16:], y[:8]]))
+
+
+def test_recipe_defaults_follow_cmims_code():
+    term = tfbin.recipes.get("irnet_cmim", epochs=3).losses[0]
+    assert term.bank_size == 4096 and term.exclude_same_label
+
+
 def _model():
     return models.build("lenet_bnn", "self_binarizing", epochs=2).model
 
@@ -66,7 +97,7 @@ def test_loss_value_and_gradients_reach_heads_and_binarized_layers(rng):
     term = wrapped.terms[0]
     x = rng.uniform(0, 1, (8, 28, 28, 1)).astype("float32")
     with tf.GradientTape() as tape:
-        _, (value,) = wrapped._forward(x, training=True)
+        _, (value,) = wrapped._forward(x, None, training=True)
     latents = [wrapped._probe(x, training=True)[1].numpy()]
     np.testing.assert_allclose(value.numpy(), _numpy_term(term, latents), rtol=1e-4)
     binarized = binarized_layers(model)  # conv2d_1 (below the tap) and dense
@@ -147,7 +178,7 @@ def test_distillation_value_against_the_formula(rng):
     teacher = models.build("lenet_bnn", "ste").model  # any model with the same classes
     wrapped = Distillation(teacher, temperature=3.0, weight=1.0).wrap(student)
     x = rng.uniform(0, 1, (8, 28, 28, 1)).astype("float32")
-    _, (value,) = wrapped._forward(x, training=False)
+    _, (value,) = wrapped._forward(x, None, training=False)
     p_t, p_s = teacher(x).numpy(), student(x).numpy()  # both end in a softmax
     t, s = np.log(np.clip(p_t, 1e-7, 1)) / 3, np.log(np.clip(p_s, 1e-7, 1)) / 3
     lt, ls = _log_softmax(t), _log_softmax(s)

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-# A net without batch statistics, binarized with self_binarizing with v kept small (its
+# A net without batch statistics (LayerNormalization, so binarize inserts no BatchNormalization), binarized with self_binarizing with v kept small (its
 # tanh(v·x) forward is then smooth, so float summation order cannot flip a sign and fork the
 # runs; with v in the hundreds the two set-ups drift apart within a few steps, as any two runs
 # of a near-sign network do), plus
@@ -30,8 +30,11 @@ WORKER = textwrap.dedent(
     with strategy.scope():
         float_model = tf.keras.Sequential([
             tf.keras.layers.Conv2D(8, 3, input_shape=(16, 16, 1)),
+            tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Conv2D(16, 3, strides=2),
+            tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Conv2D(16, 3, strides=2),
+            tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Flatten(),
             tf.keras.layers.Dense(32),
             tf.keras.layers.Dense(10),

@@ -10,11 +10,11 @@ from tfbin.losses import SlopeGrowth
 
 
 def abr_model():
-    return models.build("lenet_bnn", "abr", slope_growth=0.5).model
+    return models.build("lenet_bnn", "abr", epochs=1, slope_growth=0.5).model
 
 
 def test_value_and_gradient_match_the_formula():
-    model = models.build("lenet_bnn", "abr", slope_growth=0.0).model
+    model = models.build("lenet_bnn", "abr", epochs=1, slope_growth=0.0).model
     slopes = [m.slope for m in model.submodules if isinstance(m, Q.BoundedRectifier)]
     rng = np.random.default_rng(0)
     for s in slopes:
@@ -39,7 +39,7 @@ def test_abr_recipe_puts_the_term_inside_the_model_and_it_grows_slopes():
     model.compile(tf.keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=3, batch_size=32, verbose=0)
     assert np.concatenate([s.numpy() for s in slopes]).mean() > before
-    config = tfbin.recipes.get("abr", slope_growth=0.25).get_config()
+    config = tfbin.recipes.get("abr", epochs=1, slope_growth=0.25).get_config()
     assert tfbin.recipes.Recipe.from_config(config).losses[0].weight == 0.25
 
 

@@ -9,6 +9,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 _ensure_keras2()
 
 from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
+from tfbin.batchnorm import recalibrate  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
 
@@ -21,6 +22,7 @@ __all__ = [
     "hard",
     "losses",
     "quantizers",
+    "recalibrate",
     "recipes",
     "schedules",
     "sharpness",

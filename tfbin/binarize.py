@@ -17,11 +17,146 @@ _FLOAT_TO_QUANT = {tf.keras.layers.Conv2D: lq.layers.QuantConv2D, tf.keras.layer
 _NO_BINARY_OP = (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.SeparableConv2D, tf.keras.layers.Conv2DTranspose)
 
 
-class Binarized(NamedTuple):
-    """What `binarize` returns: `model.fit(..., callbacks=callbacks)` is all a user writes."""
-
+class _ModelAndCallbacks(NamedTuple):
     model: tf.keras.Model
     callbacks: list
+
+
+class Binarized(_ModelAndCallbacks):
+    """What `binarize` returns: `model.fit(..., callbacks=callbacks)` is all a user writes.
+
+    It unpacks as `(model, callbacks)`; `.changes` lists what `binarize` changed in a float
+    model's graph besides the quantizers (activations removed, BatchNormalization inserted),
+    one sentence each.
+    """
+
+    changes: list
+
+
+# Activations whose outputs are never negative: `sign` of them (lq.math.sign(0) = +1) is the
+# constant +1, so a binarized layer behind one of them sees no information at all.
+_NONNEGATIVE = {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "exponential", "softmax"}
+# Layers that carry the sign pattern of their input through unchanged in kind (a max of
+# non-negative values is non-negative, etc.); binarize looks through them.
+_PASS_THROUGH = (
+    tf.keras.layers.MaxPooling2D,
+    tf.keras.layers.AveragePooling2D,
+    tf.keras.layers.Dropout,
+    tf.keras.layers.Flatten,
+    tf.keras.layers.Reshape,
+    tf.keras.layers.ZeroPadding2D,
+    tf.keras.layers.Cropping2D,
+)
+
+
+# A normalization in front of a binarized layer centers and scales its input; LayerNormalization
+# counts too (per-sample statistics, e.g. for nets that must not depend on the batch).
+_NORMALIZATIONS = (tf.keras.layers.BatchNormalization, tf.keras.layers.LayerNormalization)
+
+
+def _activation_name(activation) -> str:
+    name = tf.keras.activations.serialize(activation)
+    return name if isinstance(name, str) else str(name)
+
+
+def _destroys_sign(layer) -> bool:
+    """The layer's output is never negative (its sign carries no information)."""
+    if isinstance(layer, tf.keras.layers.ReLU):
+        return not layer.negative_slope and (layer.threshold or 0) >= 0
+    if isinstance(layer, tf.keras.layers.Activation) or isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
+        return _activation_name(layer.activation) in _NONNEGATIVE
+    return False
+
+
+def _predecessor(layer):
+    nodes = layer._inbound_nodes
+    if len(nodes) != 1:
+        return None
+    inbound = nodes[0].inbound_layers
+    if isinstance(inbound, (list, tuple)):
+        return inbound[0] if len(inbound) == 1 else None
+    return inbound
+
+
+def _input_path(layer):
+    """Walk back from a layer's input: `(sign-destroying layers, whether a BN comes first)`."""
+    destroyers, current = [], _predecessor(layer)
+    while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
+        if isinstance(current, _NORMALIZATIONS):
+            return destroyers, True
+        if _destroys_sign(current):
+            destroyers.append(current)
+            if not isinstance(current, (tf.keras.layers.ReLU, tf.keras.layers.Activation)):
+                return destroyers, False  # a conv/dense with its own activation produced the input
+        elif not isinstance(current, _PASS_THROUGH + (tf.keras.layers.Activation,)):
+            return destroyers, False
+        current = _predecessor(current)
+    return destroyers, False
+
+
+def _prepare_float_model(model, targets):
+    """Remove sign-destroying activations in front of binarized layers and insert a
+    BatchNormalization where none normalizes a binarized layer's input.
+
+    Returns `(model, changes)`; the model is rebuilt from its config (weights copied by layer
+    name) only when something changed.
+    """
+    strip, insert, changes, refused = {}, [], [], []
+    for layer in model.layers:
+        if layer.name not in targets:
+            continue
+        destroyers, has_bn = _input_path(layer)
+        for d in destroyers:
+            if len(d._outbound_nodes) > 1:
+                refused.append(f"{d.name} ({_describe(d)}) also feeds other layers; replace it yourself")
+                continue
+            if d.name not in strip:
+                strip[d.name] = layer.name
+                changes.append(f"removed {_describe(d)} of {d.name!r}: sign() of its non-negative output "
+                               f"is constant, so {layer.name!r} would see no information")
+        if not has_bn:
+            insert.append(layer.name)
+            changes.append(f"inserted BatchNormalization before {layer.name!r}: a binarized layer's sign "
+                           "needs a centered, scaled input (and the STE's |x| ≤ 1 window)")
+    if refused:
+        warnings.warn("tfbin.binarize: " + "; ".join(refused), stacklevel=3)
+    if not strip and not insert:
+        return model, changes
+    config = model.get_config()
+    sequential = isinstance(model, tf.keras.Sequential)
+    entries = []
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        if name in strip:
+            if entry["class_name"] in ("ReLU", "Activation"):
+                entry = {"class_name": "Activation", "config": {"name": name, "activation": "linear", "dtype": entry["config"].get("dtype"), "trainable": True},
+                         **{k: entry[k] for k in ("name", "inbound_nodes") if k in entry}}
+            else:
+                entry["config"]["activation"] = "linear"
+        if name in insert:
+            bn = {"class_name": "BatchNormalization", "config": tf.keras.layers.BatchNormalization(name=f"{name}_input_bn").get_config()}
+            if not sequential:
+                if len(entry["inbound_nodes"]) != 1 or len(entry["inbound_nodes"][0]) != 1:
+                    raise ValueError(f"tfbin.binarize: layer {name!r} is shared or has several inputs; insert a BatchNormalization before it yourself.")
+                bn.update(name=bn["config"]["name"], inbound_nodes=entry["inbound_nodes"])
+                entry["inbound_nodes"] = [[[bn["name"], 0, 0, {}]]]
+            entries.append(bn)
+        entries.append(entry)
+    config["layers"] = entries
+    custom = {type(l).__name__: type(l) for l in model.layers}
+    cls = tf.keras.Sequential if sequential else tf.keras.Model
+    new_model = cls.from_config(config, custom_objects=custom)
+    old = {l.name: l for l in model.layers}
+    for layer in new_model.layers:
+        if layer.name in old:
+            layer.set_weights(old[layer.name].get_weights())
+    return new_model, changes
+
+
+def _describe(layer) -> str:
+    if isinstance(layer, tf.keras.layers.ReLU):
+        return "the ReLU"
+    return f"activation {_activation_name(layer.activation)!r}"
 
 
 def _precision(quantizer):
@@ -115,6 +250,19 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
       larq-zoo model): those layers get the recipe's quantizers; its float layers stay float.
     - Depthwise/separable convs stay float (LCE has no binary op for them), with a warning that
       lists them, as does any other layer that cannot be binarized.
+    - A float model's activations whose output is never negative (ReLU, ReLU6, sigmoid,
+      softplus, ...) in front of a binarized layer (also across pooling, Dropout, Flatten,
+      Reshape) are removed: `sign` of a non-negative value is the constant +1 (`sign(0) = +1`),
+      so the binarized layer would see nothing. The recipe's input quantizer takes their place
+      (e.g. ABR's bounded rectifier). Activations that keep the sign (LeakyReLU, ELU, GELU,
+      swish, tanh) stay.
+    - Where no BatchNormalization (or LayerNormalization) normalizes a binarized layer's input (looking back through
+      those same layers), one is inserted directly in front of it: a sign needs a centered input
+      to carry information, and straight-through estimators pass gradients only for |x| ≤ 1,
+      while a binary conv's raw output is an integer sum over its fan-in. Every paper this
+      package implements puts a BN there. The inserted BN runs in float in LCE unless it directly
+      follows a binary conv (then LCE folds it into the conv's output threshold).
+    Each such change is listed in `Binarized.changes` and in a warning.
 
     ```python
     binarized = tfbin.binarize(float_model, "irnet", epochs=10)
@@ -148,7 +296,14 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
             stacklevel=2,
         )
 
+    changes = []
+    if not any(_is_larq_binary_weight_layer(l) for l in model.layers):  # a larq model chose its own graph
+        model, changes = _prepare_float_model(model, set(targets))
+        if changes:
+            warnings.warn("tfbin.binarize changed the float graph: " + "; ".join(changes), stacklevel=2)
     new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
     for loss in recipe.losses:
         new_model = loss.attach(new_model)
-    return Binarized(new_model, recipe.callbacks())
+    result = Binarized(new_model, recipe.callbacks())
+    result.changes = changes
+    return result

@@ -118,8 +118,9 @@ class ContrastiveMI(_WrappingLoss):
     `z_F = h_F(a_F)/‖·‖`, `z_B = h_B(a_B)/‖·‖`. The two views of the same sample are the
     positive pair; the other samples of the batch (of all replicas under a distribution strategy,
     gathered with their gradient, so that training on R replicas computes the same gradient as
-    one device on the same global batch) and the entries of a memory bank are negatives. With
-    `s(u, w) = u·w/τ`:
+    one device on the same global batch) and the entries of a memory bank are negatives —
+    except, by default, samples of the anchor's own class (CMIM's code excludes them: a
+    same-class sample is not evidence against the pair). With `s(u, w) = u·w/τ`:
 
     \[
     \mathcal L = \frac{1}{2}\operatorname{mean}_i\Big[
@@ -131,8 +132,11 @@ class ContrastiveMI(_WrappingLoss):
     `I(a_F; a_B)` that tightens with more negatives), added to the task loss with weight λ.
 
     This is the **paper's** form (Shang et al., "Network Binarization via Contrastive Learning",
-    ECCV 2022, arXiv:2207.02970): the BNN's own latent and binary activations, trained heads,
-    by default the last three binarized layers (the README's "three pairs"). The released code
+    ECCV 2022, arXiv:2207.02970): the BNN's own latent and binary activations, trained heads.
+    Which layers the paper taps is not stated (its figure shows two pull pairs and one push
+    pair of two images, not three layers); tfbin taps the last three binarized layers. The
+    bound tightens with the number of negatives, which the paper takes from a memory bank
+    (its code: 4,096 per sample), so a bank of 4,096 is on by default. The released code
     instead contrasts the BNN's final feature with a separate full-precision teacher through
     untrained heads and a CRD-style per-sample memory (papers.md §4.2); for a teacher use
     `Distillation`. The memory here is a queue of the most recent `bank_size` embeddings of
@@ -152,7 +156,10 @@ class ContrastiveMI(_WrappingLoss):
             near `log(2·batch)`, so tfbin defaults to 0.1.
         temperature: τ (paper and code: 0.1).
         projection_dim: size of the contrastive space (code: 128).
-        bank_size: negatives kept from earlier batches per view (0: in-batch only).
+        bank_size: negatives kept from earlier batches per view (0: in-batch only; default
+            4,096 as CMIM's code).
+        exclude_same_label: leave samples with the anchor's label out of its negatives
+            (needs integer or one-hot labels; ignored when the step has none).
         layers: names of the binarized layers to contrast (default: the last three).
         grid: spatial size the activations are average-pooled to before the heads.
     """
@@ -162,9 +169,10 @@ class ContrastiveMI(_WrappingLoss):
         weight: float = 0.1,
         temperature: float = 0.1,
         projection_dim: int = 128,
-        bank_size: int = 0,
+        bank_size: int = 4096,
         layers=None,
         grid: int = 4,
+        exclude_same_label: bool = True,
         name: str = "cmim",
         **kwargs,
     ):
@@ -179,6 +187,7 @@ class ContrastiveMI(_WrappingLoss):
                 f"{projection_dim}, {bank_size}, {grid}."
             )
         self.layer_names = None if layers is None else [str(n) for n in layers]
+        self.exclude_same_label = bool(exclude_same_label)
         self._quantizers = []
 
     def taps(self, inner):
@@ -216,6 +225,10 @@ class ContrastiveMI(_WrappingLoss):
                 )
                 for l in chosen
             ]
+            self._bank_labels = self.add_weight(
+                name="bank_labels", shape=(self.bank_size,), dtype=tf.int32, initializer=tf.keras.initializers.Constant(-1),
+                trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
             self._filled = self.add_weight(
                 name="bank_filled", shape=(), dtype=tf.int32, initializer="zeros", trainable=False,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
@@ -229,13 +242,24 @@ class ContrastiveMI(_WrappingLoss):
                 x = tf.nn.avg_pool2d(x, size, size, "VALID")
         return tf.reshape(x, [-1, x.shape[1:].num_elements()])
 
-    def info_nce(self, anchors, positives, negatives=None):
-        """`mean_i −log softmax_i` of row i of `[anchors·positivesᵀ | anchors·negativesᵀ] / τ`."""
+    def info_nce(self, anchors, positives, negatives=None, same=None):
+        """`mean_i −log softmax_i` of row i of `[anchors·positivesᵀ | anchors·negativesᵀ] / τ`;
+        entries where `same` (`[B, B + M]`, off the diagonal) is true are left out."""
         logits = tf.matmul(anchors, positives, transpose_b=True) / self.temperature
         if negatives is not None:
             logits = tf.concat([logits, tf.matmul(anchors, negatives, transpose_b=True) / self.temperature], axis=1)
-        labels = tf.range(tf.shape(anchors)[0])
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        index = tf.range(tf.shape(anchors)[0])
+        if same is not None:
+            diagonal = tf.one_hot(index, tf.shape(logits)[1], on_value=True, off_value=False)
+            logits = tf.where(tf.logical_and(same, tf.logical_not(diagonal)), tf.constant(-1e9, logits.dtype), logits)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(index, logits))
+
+    @staticmethod
+    def _class_ids(labels):
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] != 1:
+            labels = tf.argmax(labels, axis=-1)  # one-hot
+        return tf.cast(tf.reshape(labels, [-1]), tf.int32)
 
     def _others(self, z):
         """Embeddings of the other replicas' samples, or None on one replica."""
@@ -251,7 +275,19 @@ class ContrastiveMI(_WrappingLoss):
         return tf.boolean_mask(gathered, keep)
 
     def call(self, inputs, training=None):
-        _, _, taps = inputs
+        taps = inputs[2]
+        labels = inputs[3] if len(inputs) > 3 else None
+        ids = None if labels is None else self._class_ids(labels)
+        same = None
+        if ids is not None and self.exclude_same_label:
+            # Columns: this replica's batch, the other replicas' samples, then the bank.
+            columns = [ids]
+            others = self._others(ids)
+            if others is not None:
+                columns.append(others)
+            if self.bank_size:
+                columns.append(tf.boolean_mask(self._bank_labels, tf.range(self.bank_size) < self._filled))
+            same = tf.equal(ids[:, None], tf.concat(columns, 0)[None, :])
         total, updates = 0.0, []
         for i, (latent, quantizer, (head_f, head_b)) in enumerate(zip(taps, self._quantizers, self._heads)):
             z_f = _l2_normalize(head_f(self._pool(latent)))
@@ -264,12 +300,12 @@ class ContrastiveMI(_WrappingLoss):
                 neg_f = memory_f if neg_f is None else tf.concat([neg_f, memory_f], 0)
                 neg_b = memory_b if neg_b is None else tf.concat([neg_b, memory_b], 0)
                 updates.append((bank_f, z_f, bank_b, z_b))
-            total += 0.5 * (self.info_nce(z_b, z_f, neg_f) + self.info_nce(z_f, z_b, neg_b))
+            total += 0.5 * (self.info_nce(z_b, z_f, neg_f, same) + self.info_nce(z_f, z_b, neg_b, same))
         if training and self.bank_size:
-            self._enqueue(updates)
+            self._enqueue(updates, ids)
         return total / len(taps)
 
-    def _enqueue(self, updates):
+    def _enqueue(self, updates, ids=None):
         # Every replica pushes the whole global batch, so the banks stay identical on all of them.
         context = tf.distribute.get_replica_context()
         gather = (lambda z: context.all_gather(z, axis=0)) if context and context.num_replicas_in_sync > 1 else (lambda z: z)
@@ -279,6 +315,8 @@ class ContrastiveMI(_WrappingLoss):
                 new = gather(tf.stop_gradient(z))
                 bank.assign(tf.concat([new, bank], axis=0)[: self.bank_size])
                 count = tf.shape(new)[0]
+        if ids is not None:
+            self._bank_labels.assign(tf.concat([gather(ids), self._bank_labels], axis=0)[: self.bank_size])
         self._filled.assign(tf.minimum(self._filled + count, self.bank_size))
 
     def get_config(self):
@@ -289,6 +327,7 @@ class ContrastiveMI(_WrappingLoss):
             "bank_size": self.bank_size,
             "layers": self.layer_names,
             "grid": self.grid,
+            "exclude_same_label": self.exclude_same_label,
         }
 
 
@@ -356,7 +395,7 @@ class Distillation(_WrappingLoss):
         return []
 
     def call(self, inputs, training=None):
-        x, y_pred, _ = inputs
+        x, y_pred = inputs[0], inputs[1]
         t = _logits(self.teacher(x, training=False), _is_probabilities(self.teacher)) / self.temperature
         s = _logits(y_pred, self._student_probabilities) / self.temperature
         target = tf.nn.softmax(t)

@@ -157,23 +157,41 @@ class SelfBinarizingSign(SoftHardQuantizer):
     `v` grows (on a schedule) it approaches the hard sign, which evaluation and export use.
     Works for activations and for latent weights.
 
+    With `normalize=True` (for kernels) `x` is first divided by the mean `|x|` of its output
+    channel (the last axis; a constant, no gradient): `tanh(v·w/mean_o|w|)`. Latent weights
+    (Glorot scale ≤ 0.08) and batch-normalized activations (scale ~1) then sit on the same
+    scale, so one schedule of `v` sharpens both at the same pace. Without it a shared `v`
+    leaves no time when both are learnable: by the end of a 1 → 1000 schedule 97 % of raw
+    conv weights sit in tanh's flat tails. The hard form is unchanged (`sign(w/m) = sign(w)`).
+
     Lahoud, Achanta, Márquez-Neila, Süsstrunk, "Self-Binarizing Networks", arXiv:1902.00730.
 
     # Arguments
         v: name of the sharpness weight (initial value 1.0).
+        normalize: divide by the per-output-channel mean absolute value first (kernels).
     """
 
     sharpness_defaults = {"v": 1.0}
 
-    def __init__(self, v: str = "v", **kwargs):
+    def __init__(self, v: str = "v", normalize: bool = False, **kwargs):
         kwargs.setdefault("sharpness_names", {"v": v})
         super().__init__(**kwargs)
+        self.normalize = bool(normalize)
 
     def soft(self, x):
+        if self.normalize:
+            axes = _channel_axes(x)
+            x = x / tf.stop_gradient(tf.reduce_mean(tf.abs(x), axes, keepdims=True) + 1e-12)
         return tf.tanh(self.sharpness("v") * x)
 
     def hard(self, x):
         return lq.math.sign(x)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.normalize:
+            config["normalize"] = True
+        return config
 
 
 @_register("ede_sign")
@@ -278,32 +296,42 @@ class LibraSign(SoftHardQuantizer):
 
 @_register("bounded_rectifier")
 class BoundedRectifier(SoftHardQuantizer):
-    r"""Adjustable Bounded Rectifier (ABR) with a learnable per-channel slope.
+    r"""Adjustable Bounded Rectifier (ABR): a learnable per-channel slope, sharpened on a schedule.
 
     \[
-    q_\text{soft}(x) = \operatorname{clip}(a x + c, 0, 1), \qquad
-    q_\text{hard}(x) = \mathbb 1[a x + c \ge 0.5] \in \{0, 1\}
+    q_\text{soft}(x) = \operatorname{clip}(v a x + c, 0, 1), \qquad
+    q_\text{hard}(x) = \mathbb 1[v a x + c \ge 0.5] \in \{0, 1\}
     \]
 
     `a` (one per channel of the last axis) is trainable and kept ≥ `floor` (a constraint
-    applied after each optimizer step); `tfbin.losses.SlopeGrowth` pushes it up so that the
-    unit approaches a step. With `symmetric=True`: soft `clip(a x, −1, 1)`, hard `sign(x)`.
+    applied after each optimizer step); `tfbin.losses.SlopeGrowth` pushes it up. `v` is a
+    sharpness value that `SharpeningScheduler` grows on a schedule: the paper's "weight growing
+    constraint" encourages binary units but its form is not published, and a loss on the
+    slopes alone cannot make them grow within a short run (its push `λ/(n·a²)` per slope is
+    below Adam's ε for thousands of slopes), while a BatchNorm scale before the unit could undo
+    any slowly learned growth. A schedule multiplies every slope by the same factor whatever the
+    optimizer does, so the unit becomes the step it is deployed as: at `v·a = 50` only inputs
+    within 0.01 of the threshold are not yet 0 or 1. With `symmetric=True`: soft
+    `clip(v a x, −1, 1)`, hard `sign(x)`.
 
     The {0, 1} hard form is not a ±1 binary activation, so LCE does not fuse it as it is; the
-    exporter rewrites it exactly into ±1 activations with the offset folded into the next layer's
-    bias. The symmetric form fuses directly.
+    exporter rewrites it exactly into ±1 activations `sign(x − θ)`, `θ = (0.5 − c)/(v a)`, with
+    the offset folded into the next layer's bias. The symmetric form fuses directly.
 
     Wu, Lin, Tang, "Adjustable Bounded Rectifiers: Towards Deep Binary Representations",
-    arXiv:1511.06201. The paper's exact parametrisation was not available; this is the
-    reading documented in the project's papers digest.
+    arXiv:1511.06201. The paper's exact parametrisation is not published; this is a reading of
+    its abstract and introduction.
 
     # Arguments
         initial_slope: initial value of `a` (> 0).
         floor: the smallest slope allowed (> 0), so that the hard form stays a threshold at
-            `x = (0.5 − c)/a` with the same orientation.
+            `x = (0.5 − c)/(v a)` with the same orientation.
         offset: `c` (ignored when `symmetric`).
         symmetric: ±1 output instead of {0, 1}.
+        v: name of the sharpness weight (initial value 1.0).
     """
+
+    sharpness_defaults = {"v": 1.0}
 
     def __init__(
         self,
@@ -311,6 +339,7 @@ class BoundedRectifier(SoftHardQuantizer):
         floor: float = 0.01,
         offset: float = 0.5,
         symmetric: bool = False,
+        v: str = "v",
         **kwargs,
     ):
         if not floor > 0:
@@ -319,6 +348,7 @@ class BoundedRectifier(SoftHardQuantizer):
             raise ValueError(
                 f"BoundedRectifier initial_slope ({initial_slope}) must be >= floor ({floor})."
             )
+        kwargs.setdefault("sharpness_names", {"v": v})
         super().__init__(**kwargs)
         self.initial_slope = float(initial_slope)
         self.floor = float(floor)
@@ -339,15 +369,19 @@ class BoundedRectifier(SoftHardQuantizer):
         )
         super().build(input_shape)
 
+    def effective_slope(self):
+        """`v·a` per channel: the slope the unit computes with."""
+        return self.sharpness("v") * self.slope
+
     def soft(self, x):
         if self.symmetric:
-            return tf.clip_by_value(self.slope * x, -1.0, 1.0)
-        return tf.clip_by_value(self.slope * x + self.offset, 0.0, 1.0)
+            return tf.clip_by_value(self.effective_slope() * x, -1.0, 1.0)
+        return tf.clip_by_value(self.effective_slope() * x + self.offset, 0.0, 1.0)
 
     def hard(self, x):
         if self.symmetric:
-            return lq.math.sign(x)  # a >= floor > 0, so sign(a x) = sign(x)
-        return tf.where(self.slope * x + self.offset >= 0.5, 1.0, 0.0)
+            return lq.math.sign(x)  # v·a > 0, so sign(v a x) = sign(x)
+        return tf.where(self.effective_slope() * x + self.offset >= 0.5, 1.0, 0.0)
 
     def get_config(self):
         return {

@@ -41,7 +41,8 @@ class Recipe:
     # Arguments
         name: the recipe's name (snake_case).
         input_quantizer, kernel_quantizer: larq quantizer identifiers (alias, config dict or
-            instance); every binarized layer gets a fresh instance of each.
+            instance); every binarized layer gets a fresh instance of each. A None kernel
+            quantizer keeps float weights (binary activations only: not LCE binary layers).
         kernel_constraint: larq/Keras constraint identifier (e.g. `"weight_clip"`) or None.
         schedules: `{sharpness name: schedule}` driven by `SharpeningScheduler`.
         update_freq: `"epoch"` or `"batch"` for the schedules.
@@ -77,6 +78,8 @@ class Recipe:
         self.losses = [tf.keras.utils.deserialize_keras_object(l) if isinstance(l, dict) else l for l in (losses or [])]
         self.params = json.loads(json.dumps(params or {}))  # JSON-normal, so configs round-trip
         for role, identifier in (("input", self.input_quantizer), ("kernel", self.kernel_quantizer)):
+            if role == "kernel" and identifier is None:
+                continue  # binary activations, float weights (e.g. ABR's paper setting)
             quantizer = self._make(identifier)
             if getattr(quantizer, "precision", None) != 1:
                 raise ValueError(
@@ -112,8 +115,8 @@ class Recipe:
         return self._make(self.input_quantizer)
 
     def make_kernel_quantizer(self):
-        """A new kernel quantizer for one layer."""
-        return self._make(self.kernel_quantizer)
+        """A new kernel quantizer for one layer (None: the layer keeps float weights)."""
+        return None if self.kernel_quantizer is None else self._make(self.kernel_quantizer)
 
     def make_kernel_constraint(self):
         return tf.keras.constraints.get(self.kernel_constraint) if self.kernel_constraint else None
@@ -219,22 +222,39 @@ def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recip
     )
 
 
+def _sharpening(start, end, epochs, sharpen):
+    """Geometric from `start` to `end` over the first `sharpen` fraction of `epochs`, then held:
+    the net trains its last part in (nearly) the form it is deployed in."""
+    if not 0 < sharpen <= 1:
+        raise ValueError(f"sharpen is the fraction of training spent sharpening: it must lie in (0, 1], got {sharpen}.")
+    return schedules_lib.Exponential(start, end, sharpen * epochs)
+
+
 @register("self_binarizing")
 def self_binarizing(
-    epochs=None, v_start: float = 1.0, v_end: float = 1000.0, update_freq: str = "batch", keep_full_precision=("first", "last")
+    epochs=None,
+    v_start: float = 1.0,
+    v_end: float = 1000.0,
+    sharpen: float = 0.75,
+    update_freq: str = "batch",
+    keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """Self-Binarizing Networks: `tanh(v·x)` for activations and weights, `v` grown
-    geometrically from `v_start` to `v_end` (the re-implementations' 1 → 1000) over `epochs`."""
+    """Self-Binarizing Networks: `tanh(v·x)` for activations and `tanh(v_kernel·w/mean|w|)` for
+    weights (per output channel, so one pace fits both scales), each sharpness grown
+    geometrically from `v_start` to `v_end` (the re-implementations' 1 → 1000) over the first
+    `sharpen` fraction of `epochs` and then held, updated every batch."""
+    params = dict(locals())
     _need_epochs("self_binarizing", epochs)
+    schedule = _sharpening(v_start, v_end, epochs, sharpen)
     return Recipe(
         "self_binarizing",
         SelfBinarizingSign(),
-        SelfBinarizingSign(),
+        SelfBinarizingSign("v_kernel", normalize=True),
         None,
-        {"v": schedules_lib.Exponential(v_start, v_end, epochs)},
+        {"v": schedule, "v_kernel": schedule},
         update_freq=update_freq,
         keep_full_precision=keep_full_precision,
-        params=dict(locals()),
+        params=params,
     )
 
 
@@ -265,36 +285,54 @@ def irnet_cmim(
     cmim_weight: float = 0.1,
     temperature: float = 0.1,
     projection_dim: int = 128,
-    bank_size: int = 0,
+    bank_size: int = 4096,
+    exclude_same_label: bool = True,
     update_freq: str = "epoch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
     """IR-Net with CMIM's contrastive loss (`ContrastiveMI`) between the latent and binary
     activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
-    underneath, papers.md §4.2). `binarize` returns the training model (`.inner` deploys)."""
+    underneath), with a 4,096-entry memory bank of negatives and same-class samples left out of
+    the negatives, as CMIM's code. `binarize` returns the training model (`.inner` deploys)."""
     params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
     config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
-    config.update(name="irnet_cmim", params=params, losses=[ContrastiveMI(cmim_weight, temperature, projection_dim, bank_size)])
+    config.update(name="irnet_cmim", params=params, losses=[ContrastiveMI(cmim_weight, temperature, projection_dim, bank_size, exclude_same_label=exclude_same_label)])
     return Recipe.from_config(config)
 
 
 @register("abr")
 def abr(
+    epochs=None,
+    v_start: float = 1.0,
+    v_end: float = 50.0,
+    sharpen: float = 0.75,
+    binary_weights: bool = True,
     initial_slope: float = 1.0,
     floor: float = 0.01,
     symmetric: bool = False,
     slope_growth: float = 1e-3,
+    update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """Adjustable Bounded Rectifiers for activations (learnable slopes pushed up by
-    `SlopeGrowth(slope_growth)`), `SteSign` kernels with `WeightClip`; the {0,1} form (default)
-    runs binary in LCE through the exporter's exact rewrite."""
+    """Adjustable Bounded Rectifiers for activations: learnable per-channel slopes `a` (pushed up
+    by `SlopeGrowth(slope_growth)`) times a sharpness `v` grown geometrically from `v_start` to
+    `v_end` over the first `sharpen` fraction of `epochs`, then held, so that the trained unit
+    is the step it is deployed as. The {0,1} form (default) runs binary in LCE through the
+    exporter's exact rewrite.
+
+    `binary_weights=True` (default) is the fully binary net: `SteSign` kernels with
+    `WeightClip(1)`, every binarized layer an LCE binary conv. `binary_weights=False` is the
+    paper's setting (binary representations, float weights): the layers keep float kernels,
+    so they are not binarized layers and LCE runs them as float convolutions."""
+    _need_epochs("abr", epochs)
     return Recipe(
         "abr",
         BoundedRectifier(initial_slope=initial_slope, floor=floor, symmetric=symmetric),
-        lq.quantizers.SteSign(),
-        lq.constraints.WeightClip(1.0),
+        lq.quantizers.SteSign() if binary_weights else None,
+        lq.constraints.WeightClip(1.0) if binary_weights else None,
+        {"v": _sharpening(v_start, v_end, epochs, sharpen)},
+        update_freq=update_freq,
         keep_full_precision=keep_full_precision,
         losses=[SlopeGrowth(slope_growth)] if slope_growth > 0 else [],
         params=dict(locals()),

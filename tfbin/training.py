@@ -21,7 +21,8 @@ class TrainingModel(tf.keras.Model):
     """`inner` trained with `loss + Σ weight_i · term_i`; a `<term name>_loss` metric per term.
 
     Each term is a Keras layer with `weight`, `taps(inner) -> [KerasTensor]` (the activations
-    of `inner` it reads) and `call((inputs, y_pred, taps), training)` -> scalar. The terms'
+    of `inner` it reads) and `call((inputs, y_pred, taps, labels), training)` -> scalar
+    (`labels` are the batch's targets, or None). The terms'
     weights belong to this model, so `fit`, checkpoints and `BackupAndRestore` carry them;
     `inner` gets no extra inputs, outputs, ops or weights. `predict` and `call` are `inner`'s.
 
@@ -58,11 +59,11 @@ class TrainingModel(tf.keras.Model):
     def call(self, inputs, training=None):
         return self.inner(inputs, training=training)
 
-    def _forward(self, x, training):
+    def _forward(self, x, y, training):
         outputs = self._probe(x, training=training)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # Keras unpacks one output
         y_pred, taps = outputs[0], outputs[1:]
-        values = [term((x, y_pred, taps[s]), training=training) for term, s in zip(self.terms, self._tap_slices)]
+        values = [term((x, y_pred, taps[s], y), training=training) for term, s in zip(self.terms, self._tap_slices)]
         return y_pred, values
 
     def _auxiliary(self, values):
@@ -72,7 +73,7 @@ class TrainingModel(tf.keras.Model):
     def train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            y_pred, values = self._forward(x, training=True)
+            y_pred, values = self._forward(x, y, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight) + self._auxiliary(values)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         for tracker, value in zip(self._trackers, values):
@@ -81,7 +82,7 @@ class TrainingModel(tf.keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
-        y_pred, values = self._forward(x, training=False)
+        y_pred, values = self._forward(x, y, training=False)
         self.compute_loss(x, y, y_pred, sample_weight)
         for tracker, value in zip(self._trackers, values):
             tracker.update_state(value)

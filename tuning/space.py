@@ -130,8 +130,10 @@ class SearchSpace:
             recipe.schedules = {sharpness: schedule}
             if sharpness == "t":
                 recipe.schedules["k"] = schedules_lib.EDEScale(schedule)
+            if sharpness == "v":  # SBN's kernels (normalized per channel) sharpen with the activations
+                recipe.schedules["v_kernel"] = schedule
         if self.recipe == "irnet_cmim":
-            recipe.losses = [ContrastiveMI(values["cmim_weight"], values["temperature"])]
+            recipe.losses = [ContrastiveMI(values["cmim_weight"], values["temperature"], bank_size=recipe.losses[0].bank_size)]
         if self.recipe == "abr":
             recipe.losses = [SlopeGrowth(values["slope_growth"])] if values["slope_growth"] > 0 else []
         recipe.params = {"epochs": epochs, "searched": dict(values)}

@@ -1,0 +1,88 @@
+"""BatchNorm statistics for the deployed (hard) form of a binary net.
+
+A soft-forward recipe (Self-Binarizing's `tanh(v·x)`, ABR's clipped ramp) learns its
+BatchNormalization moving statistics on the soft activations, but the deployed model computes
+the hard ones: their mean and variance differ (for a unit ramp `clip(x + ½, 0, 1)` on N(0, 1)
+inputs against its step, the variance ratio is 1.35), so every BN after a binarized layer
+normalizes with the wrong statistics. `recalibrate` re-estimates them in the hard form —
+the remedy of post-training BN re-estimation (e.g. Ioffe, "Batch Renormalization", 2017;
+Izmailov et al., "Averaging Weights Leads to Wider Optima", 2018, `update_bn`).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+
+from tfbin import sharpness
+from tfbin.mode import hard
+from tfbin.training import unwrap
+
+__all__ = ["recalibrate"]
+
+
+def _batch_norms(model):
+    return [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
+
+
+@contextlib.contextmanager
+def _attributes(objects, name, value):
+    previous = [getattr(o, name) for o in objects]
+    for o in objects:
+        setattr(o, name, value)
+    try:
+        yield
+    finally:
+        for o, was in zip(objects, previous):
+            setattr(o, name, was)
+
+
+def recalibrate(model: tf.keras.Model, data, steps: int | None = 100) -> dict:
+    r"""Re-estimate every BatchNormalization's moving mean and variance with the hard form.
+
+    Each BN's moving statistics become the **average of its batch statistics** over `steps`
+    batches of `data`, computed with every tfbin quantizer in its hard form: at batch `k` the BN
+    momentum is `1 − 1/k`, so the moving value is the running mean of the batch values (the
+    first batch overwrites the old statistics). No other weight changes: the forward runs in
+    training mode for the BNs only (Dropout is switched off, optimizer untouched).
+
+    ```python
+    model.fit(train, epochs=3, callbacks=callbacks)
+    tfbin.recalibrate(model, train, steps=100)
+    with tfbin.hard(model):
+        model.evaluate(test)
+    ```
+
+    # Arguments
+        model: a model with tfbin quantizers (a `TrainingModel` is unwrapped); larq-only
+            binarized models (`ste_sign`) are already hard and are recalibrated as they are.
+        data: a `tf.data.Dataset` of `x` or `(x, y[, w])` batches, or an array of inputs.
+        steps: batches to average over (None: the whole dataset).
+
+    # Returns
+        `{"batch_norms": n, "steps": batches used}`.
+    """
+    model = unwrap(model)
+    norms = _batch_norms(model)
+    if not norms:
+        raise ValueError(f"Model {model.name!r} has no BatchNormalization layer to recalibrate.")
+    if steps is not None and (int(steps) != steps or steps < 1):
+        raise ValueError(f"recalibrate steps must be a positive integer or None, got {steps!r}.")
+    if not isinstance(data, tf.data.Dataset):
+        data = tf.data.Dataset.from_tensor_slices(np.asarray(data)).batch(256)
+    if steps is not None:
+        data = data.take(int(steps))
+    dropouts = [m for m in model.submodules if isinstance(m, tf.keras.layers.Dropout)]
+    context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
+    used = 0
+    # Eager calls: the momentum changes every batch and BN reads it at call time.
+    with context, _attributes(dropouts, "rate", 0.0):
+        for batch in data:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            used += 1
+            with _attributes(norms, "momentum", 1.0 - 1.0 / used):
+                model(x, training=True)
+    if used == 0:
+        raise ValueError("recalibrate got no batches: the data is empty.")
+    return {"batch_norms": len(norms), "steps": used}
