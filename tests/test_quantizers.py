@@ -307,3 +307,64 @@ def test_soft_forms_and_gradients_are_finite_and_hard_forms_take_two_values(x, s
         else:  # kernels: two values per output channel
             for o in range(hard.shape[-1]):
                 assert len(np.unique(hard[..., o])) <= 2, name
+
+
+def test_bounded_rectifier_sharpness_multiplies_the_slope(rng):
+    # soft clip(v·a·x + c, 0, 1), hard 1[v·a·x + c >= 0.5]; d/da = v·x inside the ramp.
+    q = Q.BoundedRectifier(offset=0.3)
+    x = rng.normal(size=(200, 3)).astype("float32")
+    q(x)
+    a, v = np.array([0.5, 2.0, 4.0], "float32"), 3.0
+    q.slope.assign(a)
+    sharpness.set(q, "v", v)
+    xt = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(xt)
+        y = q(xt)
+    pre = v * a * x + 0.3
+    inside = (pre > 0) & (pre < 1)
+    np.testing.assert_allclose(y.numpy(), np.clip(pre, 0, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(y, xt).numpy(), v * a * inside, rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(y, q.slope).numpy(), (v * x * inside).sum(0), rtol=1e-4)
+    q.hard_mode = True
+    np.testing.assert_array_equal(q(x).numpy(), (pre >= 0.5).astype("float32"))
+
+
+def test_bounded_rectifier_export_threshold_includes_the_sharpness(rng):
+    # The exporter's ±1 rewrite thresholds at θ = (0.5 − c)/(v·a): exact for v ≠ 1 and c ≠ 0.5.
+    import larq as lq
+    import tfbin
+    from tfbin.export.rewrite import export_model
+
+    quantizer = Q.BoundedRectifier(offset=0.2)
+    model = tf.keras.Sequential([
+        tf.keras.Input((5, 5, 3)),
+        lq.layers.QuantConv2D(4, 3, padding="valid", input_quantizer=quantizer, kernel_quantizer="ste_sign", name="binary"),
+    ])
+    quantizer.slope.assign(rng.uniform(0.3, 3, 3).astype("float32"))
+    sharpness.set(model, "v", 7.0)
+    exported, mapping, refused = export_model(model)
+    assert not refused
+    x = rng.normal(size=(32, 5, 5, 3)).astype("float32")
+    with tfbin.hard(model):
+        expected = model.predict(x, verbose=0)
+        got = exported.predict(x, verbose=0)
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
+
+
+def test_self_binarizing_normalize_divides_by_the_channel_mean_magnitude(rng):
+    # tanh(v·w / mean_o|w|), the scale a constant (no gradient through it); hard form sign(w).
+    q = Q.SelfBinarizingSign("v_kernel", normalize=True)
+    w = (rng.normal(size=(3, 3, 4, 5)) * np.array([0.01, 0.05, 0.1, 1.0, 3.0])).astype("float32")
+    q(w)
+    sharpness.set(q, "v_kernel", 2.0)
+    m = np.abs(w).reshape(-1, 5).mean(0)
+    y, g = value_and_grad(q, w)
+    np.testing.assert_allclose(y, np.tanh(2 * w / m), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g, 2 / m * (1 - np.tanh(2 * w / m) ** 2), rtol=1e-3, atol=1e-3)  # tanh² rounding in the tails
+    # Every channel is on the same scale whatever its magnitude: the same fraction saturates.
+    saturated = (np.abs(y) > 0.99).reshape(-1, 5).mean(0)
+    assert saturated.max() - saturated.min() < 0.3
+    q.hard_mode = True
+    np.testing.assert_array_equal(q(w).numpy(), np_sign(w))
+    assert Q.SelfBinarizingSign.from_config(q.get_config()).normalize

@@ -46,6 +46,12 @@ _PASS_THROUGH = (
     tf.keras.layers.Reshape,
     tf.keras.layers.ZeroPadding2D,
     tf.keras.layers.Cropping2D,
+    # activations that keep the sign (a BN before them still normalizes the binarized input)
+    tf.keras.layers.Activation,
+    tf.keras.layers.ReLU,
+    tf.keras.layers.LeakyReLU,
+    tf.keras.layers.PReLU,
+    tf.keras.layers.ELU,
 )
 
 
@@ -88,7 +94,7 @@ def _input_path(layer):
             destroyers.append(current)
             if not isinstance(current, (tf.keras.layers.ReLU, tf.keras.layers.Activation)):
                 return destroyers, False  # a conv/dense with its own activation produced the input
-        elif not isinstance(current, _PASS_THROUGH + (tf.keras.layers.Activation,)):
+        elif not isinstance(current, _PASS_THROUGH):
             return destroyers, False
         current = _predecessor(current)
     return destroyers, False
