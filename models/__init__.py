@@ -85,7 +85,7 @@ def default_input_shape(name: str) -> tuple:
 
 
 def _lce_runs_as(layer) -> str:
-    """How LCE 0.16 runs a layer after `tfbin.export`, by the measured rules (DESIGN.md §1)."""
+    """How LCE 0.16 runs a layer after `tfbin.export`, by the rules measured on LCE 0.16 (see tfbin.export.rewrite)."""
     if not is_binarized(layer):
         return "float" if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)) else ""
     if isinstance(layer, (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.SeparableConv2D)):

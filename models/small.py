@@ -39,7 +39,7 @@ class ZeroPadShortcut(tf.keras.layers.Layer):
 
 
 def fmnist_small(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
-    """The Fashion-MNIST net of DESIGN.md §1: float 32-filter stem; convs 64 (+pool), 64,
+    """tfbin's Fashion-MNIST benchmark net: float 32-filter stem; convs 64 (+pool), 64,
     128 (+pool) and a Dense 256 (binarized by the recipe); float classifier."""
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
@@ -87,7 +87,7 @@ def lenet_bnn(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
 
 
 def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
-    """IR-Net's VGG-Small (papers.md §3.4): conv0 128 float; convs 128 (+pool), 256, 256 (+pool),
+    """IR-Net's VGG-Small (official code htqin/IR-Net, CIFAR-10/VGG-Small): conv0 128 float; convs 128 (+pool), 256, 256 (+pool),
     512, 512 (+pool), each conv -> [pool] -> BN -> hardtanh; float classifier."""
     inputs = tf.keras.Input(input_shape)
     x = inputs
@@ -103,7 +103,7 @@ def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
 
 
 def resnet20(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
-    """IR-Net's CIFAR ResNet-20 1w1a (papers.md §3.4): a shortcut around every conv,
+    """IR-Net's CIFAR ResNet-20 1w1a (official code htqin/IR-Net, CIFAR-10/ResNet20/1w1a): a shortcut around every conv,
     `out = hardtanh(BN(conv(x)) + shortcut(x))`; option-A shortcuts; stages 16/32/64 × 3 blocks."""
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)

@@ -138,7 +138,7 @@ class ContrastiveMI(_WrappingLoss):
     bound tightens with the number of negatives, which the paper takes from a memory bank
     (its code: 4,096 per sample), so a bank of 4,096 is on by default. The released code
     instead contrasts the BNN's final feature with a separate full-precision teacher through
-    untrained heads and a CRD-style per-sample memory (papers.md §4.2); for a teacher use
+    untrained heads and a CRD-style per-sample memory (its `contrastive_alignment/criterion.py`); for a teacher use
     `Distillation`. The memory here is a queue of the most recent `bank_size` embeddings of
     each view (MoCo's memory; no momentum encoder, as the heads are small), so it needs no
     sample indices from the data pipeline.
@@ -357,7 +357,7 @@ class Distillation(_WrappingLoss):
     scale independent of `T`). Models that end in a softmax are handled through `log p`, which
     equals the logits up to a constant. The standard companion of BNN training (e.g. Real-to-
     Binary Net, ReActNet); it is not part of CMIM's paper, whose released code contrasts
-    against a float teacher's features instead (papers.md §4.2).
+    against a float teacher's features instead.
 
     ```python
     teacher = ...  # the same net in full precision, trained

@@ -1,6 +1,6 @@
 """keras-tuner tuners for tf_keras/larq models, built on its framework-agnostic `BaseTuner`.
 
-keras-tuner 1.4's Keras `Tuner` only drives Keras 3 models (DESIGN.md §1); its `BaseTuner` and
+keras-tuner 1.4's Keras `Tuner` only drives Keras 3 models (it rejects tf_keras models); its `BaseTuner` and
 oracles work with any model. These tuners implement `run_trial`, `save_model`, `load_model`
 and Hyperband's warm start for tfbin models; keras-tuner's own oracles do the searching, so
 its chief/worker mode (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`)
