@@ -44,10 +44,12 @@ class SharpeningScheduler(tf.keras.callbacks.Callback):
         self.schedules = {name: schedules_lib.get(s) for name, s in schedules.items()}
         self.update_freq = update_freq
         self._epoch = 0
+        self._variables = {}
 
     def on_train_begin(self, logs=None):
-        for name in self.schedules:
-            sharpness.variables(self.model, name)  # fails early, listing the names the model has
+        # Resolved once: scanning the model's submodules at every batch costs more than the
+        # assignments themselves. Fails early, listing the names the model has.
+        self._variables = {name: sharpness.variables(self.model, name) for name in self.schedules}
         if self.update_freq == "batch" and not self.params.get("steps"):
             raise ValueError(
                 "SharpeningScheduler(update_freq='batch') needs the number of steps per epoch; "
@@ -56,7 +58,9 @@ class SharpeningScheduler(tf.keras.callbacks.Callback):
 
     def _apply(self, epoch: float):
         for name, schedule in self.schedules.items():
-            sharpness.set(self.model, name, schedule(epoch))
+            value = schedule(epoch)
+            for variable in self._variables[name]:
+                variable.assign(value)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
