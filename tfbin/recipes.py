@@ -222,12 +222,17 @@ def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recip
     )
 
 
-def _sharpening(start, end, epochs, sharpen):
-    """Geometric from `start` to `end` over the first `sharpen` fraction of `epochs`, then held:
-    the net trains its last part in (nearly) the form it is deployed in."""
-    if not 0 < sharpen <= 1:
-        raise ValueError(f"sharpen is the fraction of training spent sharpening: it must lie in (0, 1], got {sharpen}.")
-    return schedules_lib.Exponential(start, end, sharpen * epochs)
+def _sharpening(start, end, epochs, sharpen, warmup=0.0):
+    """Held at `start` for the first `warmup` fraction of `epochs`, geometric from `start` to
+    `end` over the next `sharpen` fraction, then held at `end`: the net trains its last part in
+    (nearly) the form it is deployed in."""
+    if not 0 < sharpen <= 1 or not 0 <= warmup < 1 or warmup + sharpen > 1 + 1e-9:
+        raise ValueError(
+            f"warmup ({warmup}) and sharpen ({sharpen}) are fractions of training: warmup in [0, 1), "
+            "sharpen in (0, 1], and together at most 1."
+        )
+    schedule = schedules_lib.Exponential(start, end, sharpen * epochs)
+    return schedules_lib.Delayed(schedule, warmup * epochs) if warmup else schedule
 
 
 @register("self_binarizing")
@@ -236,6 +241,7 @@ def self_binarizing(
     v_start: float = 1.0,
     v_end: float = 1000.0,
     sharpen: float = 0.75,
+    warmup: float = 0.0,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
@@ -245,7 +251,7 @@ def self_binarizing(
     `sharpen` fraction of `epochs` and then held, updated every batch."""
     params = dict(locals())
     _need_epochs("self_binarizing", epochs)
-    schedule = _sharpening(v_start, v_end, epochs, sharpen)
+    schedule = _sharpening(v_start, v_end, epochs, sharpen, warmup)
     return Recipe(
         "self_binarizing",
         SelfBinarizingSign(),
@@ -307,6 +313,7 @@ def abr(
     v_start: float = 1.0,
     v_end: float = 50.0,
     sharpen: float = 0.75,
+    warmup: float = 0.0,
     binary_weights: bool = True,
     initial_slope: float = 1.0,
     floor: float = 0.01,
@@ -331,7 +338,7 @@ def abr(
         BoundedRectifier(initial_slope=initial_slope, floor=floor, symmetric=symmetric),
         lq.quantizers.SteSign() if binary_weights else None,
         lq.constraints.WeightClip(1.0) if binary_weights else None,
-        {"v": _sharpening(v_start, v_end, epochs, sharpen)},
+        {"v": _sharpening(v_start, v_end, epochs, sharpen, warmup)},
         update_freq=update_freq,
         keep_full_precision=keep_full_precision,
         losses=[SlopeGrowth(slope_growth)] if slope_growth > 0 else [],
