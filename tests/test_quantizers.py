@@ -368,3 +368,44 @@ def test_self_binarizing_normalize_divides_by_the_channel_mean_magnitude(rng):
     q.hard_mode = True
     np.testing.assert_array_equal(q(w).numpy(), np_sign(w))
     assert Q.SelfBinarizingSign.from_config(q.get_config()).normalize
+
+
+def test_dab_levels_are_the_group_means_of_a_given_split(rng):
+    w = rng.normal(size=(3, 3, 4, 6)).astype("float32")
+    threshold, alpha, beta, top_count = (t.numpy() for t in Q.dab_split(tf.constant(w)))
+    a2, b2, k2 = (t.numpy() for t in Q.dab_levels(tf.constant(w), threshold))
+    np.testing.assert_array_equal(a2, alpha)  # the same split gives the same (rounded) levels
+    np.testing.assert_array_equal(b2, beta)
+    np.testing.assert_array_equal(k2, top_count)
+    shifted = threshold + 0.3  # any split: the levels are the means of each side (to 2^-8 of the larger)
+    a3, b3, k3 = (t.numpy() for t in Q.dab_levels(tf.constant(w), shifted))
+    flat = w.reshape(-1, 6)
+    for o in range(6):
+        top = flat[:, o] >= shifted[o]
+        assert k3[o] == top.sum()
+        grid = max(abs(a3[o]), abs(b3[o])) * 2**-8 * 1.001
+        np.testing.assert_allclose(a3[o], flat[top, o].mean(), rtol=0, atol=grid)
+        np.testing.assert_allclose(-b3[o], flat[~top, o].mean(), rtol=0, atol=grid)
+
+
+def test_dab_refresh_every_sorts_only_every_nth_call_and_keeps_the_hard_form_exact(rng):
+    q = Q.DistributionAwareSign(refresh_every=3)
+    w = tf.Variable(rng.normal(size=(3, 3, 2, 4)).astype("float32"))
+    q(w)
+    first = q._threshold.numpy().copy()
+    np.testing.assert_array_equal(first, Q.dab_split(w)[0].numpy())  # call 0: exact
+    w.assign_add(0.5 * tf.ones_like(w))  # every weight moves up: the exact threshold moves
+    y = q(w).numpy()  # call 1: cached threshold, fresh levels
+    np.testing.assert_array_equal(q._threshold.numpy(), first)
+    alpha, beta, _ = (t.numpy() for t in Q.dab_levels(w, first))
+    np.testing.assert_array_equal(y, np.where(w.numpy() >= first, alpha, -beta))
+    q(w)
+    q(w)  # call 3: refreshed
+    np.testing.assert_array_equal(q._threshold.numpy(), Q.dab_split(w)[0].numpy())
+    q.hard_mode = True
+    threshold, alpha, beta, _ = (t.numpy() for t in Q.dab_split(w))
+    np.testing.assert_allclose(q(w).numpy(), np.where(w.numpy() >= threshold, alpha, -beta), rtol=1e-6)
+    config = q.get_config()
+    assert config["refresh_every"] == 3 and Q.DistributionAwareSign.from_config(config).refresh_every == 3
+    with pytest.raises(ValueError, match="refresh_every"):
+        Q.DistributionAwareSign(refresh_every=0)

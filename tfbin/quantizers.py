@@ -421,15 +421,35 @@ def dab_split(w):
     threshold = tf.gather(ordered, best, batch_dims=1)
     alpha = s_k / top_count
     beta = -(tf.squeeze(total, -1) - s_k) / (n - top_count)
-    # Round both levels to 8 significant bits on a common grid, so that convolutions with them
-    # (sums of ±level) are exact in float32, as with IR-Net's power-of-two scales: TensorFlow's
-    # float conv and LCE's integer popcount then agree, instead of differing by rounding that
-    # flips signs downstream. A level moves by at most 2^-8 of the larger one.
-    largest = tf.maximum(tf.abs(alpha), tf.abs(beta))
-    grid = tf.pow(tf.constant(2.0, tf.float64), tf.floor(tf.math.log(tf.maximum(largest, 1e-30)) / math.log(2.0)) - 7.0)
-    alpha, beta = tf.round(alpha / grid) * grid, tf.round(beta / grid) * grid
+    alpha, beta = _round_levels(alpha, beta)
     threshold, alpha, beta, top_count = (tf.cast(t, w.dtype) for t in (threshold, alpha, beta, top_count))
     return threshold, alpha, beta, top_count
+
+
+def _round_levels(alpha, beta):
+    """Round both levels to 8 significant bits on a common grid, so that convolutions with them
+    (sums of ±level) are exact in float32, as with IR-Net's power-of-two scales: TensorFlow's
+    float conv and LCE's integer popcount then agree, instead of differing by rounding that
+    flips signs downstream. A level moves by at most 2^-8 of the larger one."""
+    largest = tf.maximum(tf.abs(alpha), tf.abs(beta))
+    grid = tf.pow(tf.constant(2.0, tf.float64), tf.floor(tf.math.log(tf.maximum(largest, 1e-30)) / math.log(2.0)) - 7.0)
+    return tf.round(alpha / grid) * grid, tf.round(beta / grid) * grid
+
+
+def dab_levels(w, threshold):
+    """The least-squares levels of a given split: `(alpha, beta, top_count)` per output channel,
+    `alpha` the mean of the weights `>= threshold`, `−beta` the mean of the rest (O(n), no sort)."""
+    n = w.shape[:-1].num_elements()
+    flat = tf.cast(tf.reshape(w, [n, -1]), tf.float64)
+    top = flat >= tf.cast(threshold, tf.float64)
+    top_count = tf.reduce_sum(tf.cast(top, tf.float64), axis=0)
+    top_sum = tf.reduce_sum(tf.where(top, flat, 0.0), axis=0)
+    rest_sum = tf.reduce_sum(flat, axis=0) - top_sum
+    # A channel whose weights all moved to one side keeps a split of at least one weight each.
+    alpha = top_sum / tf.maximum(top_count, 1.0)
+    beta = -rest_sum / tf.maximum(n - top_count, 1.0)
+    alpha, beta = _round_levels(alpha, beta)
+    return tuple(tf.cast(t, w.dtype) for t in (alpha, beta, top_count))
 
 
 @_register("dab_sign")
@@ -459,11 +479,17 @@ class DistributionAwareSign(SoftHardQuantizer):
     exporter rewrites it exactly as `(α+β)/2 · bconv(x, sign(w − θ)) + (α−β)/2 · bconv(x, 1)`.
     Forward values are the same in the soft and hard forms. Kernel quantizer only.
 
-    Cost: the split sorts every output channel's weights at every training step, as the
+    Cost: the exact split sorts every output channel's weights at every training step, as the
     official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates: for the
     binarized kernels of `fmnist_small` (mostly its 6272×256 dense one) it took 0.4 of a whole
-    `ste` training step (`bench/training_cost.py`, `dab_split_ms`). Only a different method (a split refreshed every N steps, or an
-    approximate one) would remove it; tfbin keeps DAB's exact rule.
+    `ste` training step (`bench/training_cost.py`, `dab_split_ms`). With `refresh_every=N > 1`
+    the soft (training) form sorts every N-th call only and keeps the threshold in between;
+    the levels are still the exact least-squares means of the current weights on each side of
+    it (`dab_levels`, O(n)), so only the split point can lag by up to N − 1 steps. The hard form
+    (evaluation, export) always computes the exact split.
+
+    # Arguments
+        refresh_every: training calls between two exact splits (1: every call, the paper's rule).
 
     Prabhu, Batchu, Munagala, Gajawada, Namboodiri, "Distribution-Aware Binarization of Neural
     Networks for Sketch Recognition", WACV 2018, arXiv:1804.02941.
@@ -475,10 +501,37 @@ class DistributionAwareSign(SoftHardQuantizer):
                 f"DistributionAwareSign is a kernel quantizer (per output filter split); it got "
                 f"a tensor of shape {input_shape}. Use a sign quantizer for activations."
             )
+        if self.refresh_every > 1:
+            # Kept with the model (checkpoints, resume) and identical on every replica.
+            aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
+            self._threshold = self.add_weight(name="split_threshold", shape=(input_shape[-1],), initializer="zeros",
+                                              trainable=False, aggregation=aggregation)
+            self._calls = self.add_weight(name="split_calls", shape=(), dtype=tf.int64, initializer="zeros",
+                                          trainable=False, aggregation=aggregation)
         super().build(input_shape)
 
+    def __init__(self, refresh_every: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if int(refresh_every) != refresh_every or refresh_every < 1:
+            raise ValueError(f"DistributionAwareSign refresh_every must be an integer >= 1, got {refresh_every!r}.")
+        self.refresh_every = int(refresh_every)
+
+    def _split(self, w):
+        if self.refresh_every == 1:
+            return dab_split(w)
+
+        def exact():
+            threshold = dab_split(w)[0]
+            self._threshold.assign(threshold)
+            return threshold
+
+        threshold = tf.cond(tf.equal(self._calls % self.refresh_every, 0), exact, lambda: tf.identity(self._threshold))
+        self._calls.assign_add(1)
+        return (threshold, *dab_levels(w, threshold))
+
     def soft(self, w):
-        threshold, alpha, beta, top_count = (tf.stop_gradient(t) for t in dab_split(w))
+        threshold, alpha, beta, top_count = (tf.stop_gradient(t) for t in self._split(w))
+        top_count = tf.clip_by_value(top_count, 1.0, w.shape[:-1].num_elements() - 1.0)
         n = w.shape[:-1].num_elements()
 
         @tf.custom_gradient
@@ -498,3 +551,9 @@ class DistributionAwareSign(SoftHardQuantizer):
     def hard(self, w):
         threshold, alpha, beta, _ = dab_split(w)
         return (alpha + beta) / 2.0 * lq.math.sign(w - threshold) + (alpha - beta) / 2.0
+
+    def get_config(self):
+        config = super().get_config()
+        if self.refresh_every != 1:
+            config["refresh_every"] = self.refresh_every
+        return config

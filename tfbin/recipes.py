@@ -347,13 +347,14 @@ def abr(
 
 
 @register("dab")
-def dab(keep_full_precision=("first", "last")) -> Recipe:
+def dab(refresh_every: int = 1, keep_full_precision=("first", "last")) -> Recipe:
     """Distribution-Aware Binarization: two scales per filter (`DistributionAwareSign`) with sign
-    activations and a clipped STE, latent weights clipped to [-1, 1], as the official code."""
+    activations and a clipped STE, latent weights clipped to [-1, 1], as the official code.
+    `refresh_every`: training steps between two exact (sorted) splits; see the quantizer."""
     return Recipe(
         "dab",
         lq.quantizers.SteSign(),
-        DistributionAwareSign(),
+        DistributionAwareSign(refresh_every=refresh_every),
         lq.constraints.WeightClip(1.0),
         keep_full_precision=keep_full_precision,
         params=dict(locals()),
