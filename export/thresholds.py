@@ -1,0 +1,102 @@
+"""Where each binarized layer's input sign is computed in the converted model.
+
+Self-Binarizing Networks' "binary batch normalization" is a comparison: for `γ > 0`,
+`sign(γ(x − μ)/σ + β) = sign(x − τ)` with `τ = μ − βσ/γ` (the sign flips when `γ < 0`).
+LCE does exactly this when a BatchNormalization (and the sign after it) directly follows a
+binary convolution: the conv writes bitpacked ±1 outputs through per-channel thresholds, and
+the next binary conv reads them with no float tensor in between. Otherwise the BN runs in float
+(MUL/ADD or folded into a float conv) and an `LceQuantize` op computes the sign.
+
+`sign_inputs` reads this from the flatbuffer (which op produces each `LceBconv2d`'s input) and
+explains the float cases from the Keras graph.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["sign_inputs"]
+
+# Ops that produce a bitpacked tensor from a binary conv's thresholded output.
+_FUSED_PRODUCERS = {"LceBconv2d", "LceBMaxPool2d"}
+
+
+def _operators(flatbuffer: bytes):
+    """`[(op name, input tensor indices, output tensor indices, tensor names)]` of subgraph 0."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = []
+    for code in model.operatorCodes:
+        if code.customCode:
+            names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
+        else:
+            names.append(builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN"))
+    graph = model.subgraphs[0]
+    tensor_names = [t.name.decode() for t in graph.tensors]
+    return [(names[op.opcodeIndex], list(op.inputs), list(op.outputs)) for op in graph.operators], tensor_names
+
+
+def _predecessor(layer):
+    # Node 0 is the layer's call in the model it was built in (the exporter's rebuilt model
+    # shares layers and adds a second node to them).
+    nodes = layer._inbound_nodes
+    if not nodes:
+        return None
+    inbound = nodes[0].inbound_layers
+    if isinstance(inbound, (list, tuple)):
+        return inbound[0] if len(inbound) == 1 else None
+    return inbound
+
+
+def _why_float(layer, is_binarized) -> str:
+    """Why the BN → sign in front of `layer` could not become the previous conv's threshold."""
+    between, current = [], _predecessor(layer)
+    while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
+        if isinstance(current, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
+            if not is_binarized(current):
+                return f"the layer before it, {current.name!r}, is float: its output is quantized by LceQuantize"
+            forward = between[::-1]  # the layers after the conv, in order
+            norms = [i for i, l in enumerate(forward) if isinstance(l, tf.keras.layers.BatchNormalization)]
+            kinds = lambda ls: ", ".join(type(l).__name__ for l in ls)  # noqa: E731
+            if not norms:
+                return f"no BatchNormalization after the binary layer {current.name!r} to fold into a threshold"
+            if norms[0] > 0:
+                return (f"{kinds(forward[:norms[0]])} between the binary layer {current.name!r} and its "
+                        "BatchNormalization: LCE folds a BN into thresholds only when it directly follows the conv")
+            return f"{kinds(forward[1:])} between the BatchNormalization after {current.name!r} and this layer"
+        between.append(current)
+        current = _predecessor(current)
+    return "its input is the model's input"
+
+
+def sign_inputs(model, flatbuffer: bytes, mapping: dict) -> list[dict]:
+    """Per binarized layer (export mapping `{layer name: export layer name}`): whether the sign of
+    its input became a fused output threshold of the previous binary conv (`"fused"`), ran as
+    `LceQuantize` after float ops (`"float"`, with the reason), or could not be found."""
+    from tfbin.binarize import binarized_layers, is_binarized
+
+    operators, tensor_names = _operators(flatbuffer)
+    producer = {t: name for name, _, outputs in operators for t in outputs}
+    rows = []
+    for layer in binarized_layers(model):
+        row = {"layer": layer.name, "sign": None, "detail": None}
+        export_name = mapping.get(layer.name)
+        # A bconv's bitpacked input (input 0) is named after the export layer's own input
+        # quantizer, also when the previous bconv wrote it; filters are anonymous constants.
+        bconvs = [
+            inputs for name, inputs, _ in operators
+            if name == "LceBconv2d" and export_name and inputs and f"/{export_name}/" in tensor_names[inputs[0]]
+        ]
+        if not bconvs:
+            row["sign"], row["detail"] = "unknown", "no LceBconv2d for this layer"
+        else:
+            source = producer.get(bconvs[0][0], "model input")
+            if source in _FUSED_PRODUCERS:
+                row["sign"] = "fused"
+                row["detail"] = f"BN → sign became output thresholds of the previous binary conv (bitpacked, via {source})"
+            else:
+                row["sign"] = "float"
+                row["detail"] = f"computed by {source} after float ops; " + _why_float(layer, is_binarized)
+        rows.append(row)
+    return rows

@@ -1,0 +1,41 @@
+"""Binary BatchNorm: which BN → sign became an LCE output threshold, read from the flatbuffer."""
+import larq as lq
+import larq_compute_engine as lce
+import tensorflow as tf
+
+import tfbin
+from tfbin import models
+from tfbin.export.rewrite import export_model
+from tfbin.export.thresholds import sign_inputs
+
+
+def converted(model):
+    exported, mapping, _ = export_model(model)
+    with tfbin.hard(model):
+        return lce.convert_keras_model(exported), mapping
+
+
+def test_fmnist_small_fuses_only_the_bn_that_directly_follows_a_binary_conv():
+    model, _ = models.build("fmnist_small", "irnet", epochs=1)
+    rows = sign_inputs(model, *converted(model))
+    assert [r["sign"] for r in rows] == ["float", "float", "fused", "float"]
+    assert "is float" in rows[0]["detail"]  # after the float stem
+    assert "MaxPooling2D between" in rows[1]["detail"] and "MaxPooling2D between" in rows[3]["detail"]
+
+
+def test_conv_bn_pool_order_lets_lce_threshold_and_pool_in_binary():
+    def binary(filters):
+        return lq.layers.QuantConv2D(filters, 3, padding="same", pad_values=1.0, use_bias=False,
+                                     input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+
+    model = tf.keras.Sequential([
+        tf.keras.Input((8, 8, 3)),
+        tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False),
+        tf.keras.layers.BatchNormalization(),
+        binary(32), tf.keras.layers.BatchNormalization(), tf.keras.layers.MaxPooling2D(),
+        binary(32), tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(3),
+    ])
+    rows = sign_inputs(model, *converted(model))
+    assert [r["sign"] for r in rows] == ["float", "fused"]
+    assert "LceBMaxPool2d" in rows[1]["detail"]  # thresholds, then LCE's binary max-pool
