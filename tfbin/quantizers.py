@@ -166,23 +166,31 @@ class SelfBinarizingSign(SoftHardQuantizer):
 
     Lahoud, Achanta, Márquez-Neila, Süsstrunk, "Self-Binarizing Networks", arXiv:1902.00730.
 
+    A second sharpness `h` ∈ [0, 1] (default 0) blends in the hard forward while keeping the
+    soft gradient: `q = tanh(v·x) + h·stopgrad(sign(x) − tanh(v·x))`. `h = 0` is the paper's
+    pure form; the `self_binarizing` recipe's `finish` sets `h = 1` for the last part of
+    training (a tfbin addition, see the recipe).
+
     # Arguments
         v: name of the sharpness weight (initial value 1.0).
         normalize: divide by the per-output-channel mean absolute value first (kernels).
+        h: name of the hard-forward weight (initial value 0.0).
     """
 
-    sharpness_defaults = {"v": 1.0}
+    sharpness_defaults = {"v": 1.0, "h": 0.0}
 
-    def __init__(self, v: str = "v", normalize: bool = False, **kwargs):
-        kwargs.setdefault("sharpness_names", {"v": v})
+    def __init__(self, v: str = "v", normalize: bool = False, h: str = "h", **kwargs):
+        kwargs.setdefault("sharpness_names", {"v": v, "h": h})
         super().__init__(**kwargs)
         self.normalize = bool(normalize)
 
     def soft(self, x):
+        hard = self.hard(x)
         if self.normalize:
             axes = _channel_axes(x)
             x = x / tf.stop_gradient(tf.reduce_mean(tf.abs(x), axes, keepdims=True) + 1e-12)
-        return tf.tanh(self.sharpness("v") * x)
+        y = tf.tanh(self.sharpness("v") * x)
+        return y + self.sharpness("h") * tf.stop_gradient(hard - y)
 
     def hard(self, x):
         return lq.math.sign(x)
@@ -329,9 +337,12 @@ class BoundedRectifier(SoftHardQuantizer):
         offset: `c` (ignored when `symmetric`).
         symmetric: ±1 output instead of {0, 1}.
         v: name of the sharpness weight (initial value 1.0).
+        h: name of the hard-forward weight (initial value 0.0): `q = ramp + h·stopgrad(step −
+            ramp)`, the step's values with the ramp's gradient when `h = 1` (the `abr` recipe's
+            `finish`, a tfbin addition).
     """
 
-    sharpness_defaults = {"v": 1.0}
+    sharpness_defaults = {"v": 1.0, "h": 0.0}
 
     def __init__(
         self,
@@ -340,6 +351,7 @@ class BoundedRectifier(SoftHardQuantizer):
         offset: float = 0.5,
         symmetric: bool = False,
         v: str = "v",
+        h: str = "h",
         **kwargs,
     ):
         if not floor > 0:
@@ -348,7 +360,7 @@ class BoundedRectifier(SoftHardQuantizer):
             raise ValueError(
                 f"BoundedRectifier initial_slope ({initial_slope}) must be >= floor ({floor})."
             )
-        kwargs.setdefault("sharpness_names", {"v": v})
+        kwargs.setdefault("sharpness_names", {"v": v, "h": h})
         super().__init__(**kwargs)
         self.initial_slope = float(initial_slope)
         self.floor = float(floor)
@@ -375,8 +387,10 @@ class BoundedRectifier(SoftHardQuantizer):
 
     def soft(self, x):
         if self.symmetric:
-            return tf.clip_by_value(self.effective_slope() * x, -1.0, 1.0)
-        return tf.clip_by_value(self.effective_slope() * x + self.offset, 0.0, 1.0)
+            y = tf.clip_by_value(self.effective_slope() * x, -1.0, 1.0)
+        else:
+            y = tf.clip_by_value(self.effective_slope() * x + self.offset, 0.0, 1.0)
+        return y + self.sharpness("h") * tf.stop_gradient(self.hard(x) - y)
 
     def hard(self, x):
         if self.symmetric:

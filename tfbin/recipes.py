@@ -222,6 +222,14 @@ def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recip
     )
 
 
+def _finishing(epochs, finish):
+    """`h`: 0, then 1 (hard forward, soft gradient) for the last `finish` fraction of `epochs`."""
+    if not 0 <= finish < 1:
+        raise ValueError(f"finish is a fraction of training: it must lie in [0, 1), got {finish}.")
+    start = (1.0 - finish) * epochs
+    return schedules_lib.Step(0.0, 1.0, every=start, epochs=start)
+
+
 def _sharpening(start, end, epochs, sharpen, warmup=0.0):
     """Held at `start` for the first `warmup` fraction of `epochs`, geometric from `start` to
     `end` over the next `sharpen` fraction, then held at `end`: the net trains its last part in
@@ -242,6 +250,7 @@ def self_binarizing(
     v_end: float = 1000.0,
     sharpen: float = 0.75,
     warmup: float = 0.0,
+    finish: float = 0.0,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
@@ -252,12 +261,15 @@ def self_binarizing(
     params = dict(locals())
     _need_epochs("self_binarizing", epochs)
     schedule = _sharpening(v_start, v_end, epochs, sharpen, warmup)
+    schedules = {"v": schedule, "v_kernel": schedule}
+    if finish:
+        schedules["h"] = _finishing(epochs, finish)
     return Recipe(
         "self_binarizing",
         SelfBinarizingSign(),
         SelfBinarizingSign("v_kernel", normalize=True),
         None,
-        {"v": schedule, "v_kernel": schedule},
+        schedules,
         update_freq=update_freq,
         keep_full_precision=keep_full_precision,
         params=params,
@@ -314,6 +326,7 @@ def abr(
     v_end: float = 50.0,
     sharpen: float = 0.75,
     warmup: float = 0.0,
+    finish: float = 0.0,
     binary_weights: bool = True,
     initial_slope: float = 1.0,
     floor: float = 0.01,
@@ -338,7 +351,7 @@ def abr(
         BoundedRectifier(initial_slope=initial_slope, floor=floor, symmetric=symmetric),
         lq.quantizers.SteSign() if binary_weights else None,
         lq.constraints.WeightClip(1.0) if binary_weights else None,
-        {"v": _sharpening(v_start, v_end, epochs, sharpen, warmup)},
+        {"v": _sharpening(v_start, v_end, epochs, sharpen, warmup), **({"h": _finishing(epochs, finish)} if finish else {})},
         update_freq=update_freq,
         keep_full_precision=keep_full_precision,
         losses=[SlopeGrowth(slope_growth)] if slope_growth > 0 else [],
