@@ -27,6 +27,7 @@ import tensorflow as tf
 from tfbin import _io, mode, sharpness
 from tfbin.binarize import binarized_layers
 from tfbin.training import unwrap
+from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError, export_model
 
@@ -208,19 +209,9 @@ def convert(
     sample_inputs = np.asarray(sample_inputs, np.float32)
     with _hard(model):
         expected = model.predict(sample_inputs, batch_size=256, verbose=0)
+        sample_margins = margins(model, sample_inputs)
     got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
-    expected, got = np.asarray(expected).reshape(len(sample_inputs), -1), np.asarray(got).reshape(len(sample_inputs), -1)
-    per_sample = np.abs(expected - got).max(axis=1)
-    tolerance = 1e-3 * max(1.0, float(np.abs(expected).max()))
-    parity = {
-        "samples": int(len(sample_inputs)),
-        "max_abs_diff": float(per_sample.max()),
-        "median_abs_diff": float(np.median(per_sample)),
-        "within_tolerance": float(np.mean(per_sample <= tolerance)),
-        "tolerance": tolerance,
-        "argmax_agreement": float(np.mean(expected.argmax(1) == got.argmax(1))),
-    }
-    parity["passed"] = parity["argmax_agreement"] >= 0.999 and parity["within_tolerance"] >= 0.999
+    parity = compare(np.asarray(expected), np.asarray(got), sample_margins)
 
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
@@ -243,10 +234,12 @@ def convert(
         flatbuffer=flatbuffer,
     )
     problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
+    if not rows:
+        problems.append("the model has no binarized layer: this is a float model, not a binary net (wrong checkpoint?)")
     if not parity["passed"]:
         problems.append(
-            f"parity failed: argmax agreement {parity['argmax_agreement']:.4f}, "
-            f"{parity['within_tolerance']:.4f} of samples within {tolerance:g}"
+            f"parity failed: {parity['unexplained_mismatches']} of {parity['tie_free_samples']} tie-free samples "
+            f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
         )
     report.problems = problems
     if problems:

@@ -24,8 +24,8 @@ class ExportReport:
 
     @property
     def all_binary(self) -> bool:
-        """Every binarized layer became an `LceBconv2d`."""
-        return all(row["lce_op"] == "LceBconv2d" for row in self.layers)
+        """The model has binarized layers and every one became an `LceBconv2d`."""
+        return bool(self.layers) and all(row["lce_op"] == "LceBconv2d" for row in self.layers)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -57,7 +57,13 @@ class ExportReport:
             "## Keras (hard form) vs TFLite parity",
             "",
             f"{p['samples']} inputs: argmax agreement {p['argmax_agreement']:.4f}; max |diff| {p['max_abs_diff']:.3g} "
-            f"(median {p['median_abs_diff']:.3g}); {p['within_tolerance']:.4f} of inputs within {p['tolerance']:.3g}. "
+            f"(median {p['median_abs_diff']:.3g}); {p['within_tolerance']:.4f} of inputs within {p['tolerance']:.3g}.",
+            "",
+            f"Tie-free inputs (every binarized input farther than {p['tie_ulps']:g} float32 rounding units from its "
+            f"threshold): {p['tie_free_samples']} ({p['tie_free_fraction']:.2%}); agreement on them "
+            f"{'—' if p['tie_free_agreement'] is None else format(p['tie_free_agreement'], '.4f')}; unexplained mismatches "
+            f"{p['unexplained_mismatches']}{' (samples ' + str(p['unexplained_samples']) + ')' if p['unexplained_mismatches'] else ''}. "
+            "Disagreements on the other inputs are sign ties that any two float implementations may resolve differently. "
             f"**{'passed' if p['passed'] else 'FAILED'}**.",
         ]
         lines += ["", "## Ops", "", "| op | count |", "|---|---|"]

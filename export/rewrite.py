@@ -116,7 +116,7 @@ def _two_levels(kernel, layer_name):
     return m, signs.reshape(kernel.shape), mid
 
 
-def _input_threshold(layer):
+def input_threshold(layer):
     """`(theta, zero_one)`: the input is `sign(x − theta)` (or `(1 + that)/2` when zero_one)."""
     quantizer = layer.input_quantizer
     if isinstance(quantizer, BoundedRectifier) and not quantizer.symmetric:
@@ -149,7 +149,7 @@ def export_layer(layer) -> BinaryConvExport:
         if config["data_format"] != "channels_last":
             raise RewriteError(f"Layer {layer.name!r}: LCE needs channels_last.")
         conv_config = {k: config[k] for k in ("strides", "padding", "dilation_rate", "groups", "pad_values")}
-    theta, zero_one = _input_threshold(layer)
+    theta, zero_one = input_threshold(layer)
     m, signs, d = _two_levels(kernel, layer.name)
     bias = layer.bias.numpy() if layer.use_bias else np.zeros(kernel.shape[-1], np.float32)
     if zero_one:

@@ -102,7 +102,7 @@ def test_resume_after_a_real_interruption_gives_the_same_values(tmp_path):
 def test_unknown_sharpness_name_lists_the_known_ones():
     model = compiled(tiny_model())
     x, y = tiny_data()
-    with pytest.raises(KeyError, match=r"'v_typo'.*\['k', 't', 'v'\]"):
+    with pytest.raises(KeyError, match=r"'v_typo'.*\['h', 'k', 't', 'v'\]"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[SharpeningScheduler({"v_typo": 3.0})])
     with pytest.raises(ValueError, match="update_freq"):
         SharpeningScheduler({"v": 1.0}, update_freq="step")
