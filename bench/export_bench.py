@@ -5,7 +5,9 @@
 Each model is built with the `irnet` recipe (untrained weights, BatchNorm statistics randomized
 so that thresholds are non-trivial), exported with `tfbin.export.convert`, and measured: file
 size against the float TFLite of the same architecture and the 1-bit limit, Keras-vs-TFLite
-parity on uniform [0, 1] inputs, host latency (x86, 1 thread, batch 1, median). Budget: 30 min.
+parity on uniform [0, 1] inputs (with the tie-free fraction, the agreement on tie-free samples
+and the unexplained mismatches of `tfbin.export.parity`), host latency (x86, 1 thread, batch 1,
+median). Budget: 30 min. `--models` runs some models and replaces only their rows in `--out`.
 """
 import argparse
 import json
@@ -46,6 +48,7 @@ def main():
     for name in args.models.split(","):
         shape, samples, repeats = MODELS[name]
         t0 = time.time()
+        tf.keras.utils.set_random_seed(0)  # the same untrained weights on every run
         model, _ = models.build(name, "irnet", epochs=1, input_shape=shape, num_classes=1000 if shape[0] == 224 else 10)
         randomize_batch_norm(model)
         x = np.random.default_rng(1).uniform(0, 1, size=(samples, *shape)).astype("float32")
@@ -64,16 +67,26 @@ def main():
             "latency": report.latency,
             "seconds": round(time.time() - t0, 1),
         }
-        print(json.dumps({k: row[k] for k in ("model", "lce_bconv_layers", "binarized_layers", "float_over_binary", "binary_over_limit", "seconds")}), flush=True)
+        summary = {k: row[k] for k in ("model", "lce_bconv_layers", "binarized_layers", "float_over_binary", "binary_over_limit", "seconds")}
+        summary.update({k: report.parity[k] for k in ("argmax_agreement", "tie_free_fraction", "tie_free_agreement", "unexplained_mismatches")})
+        print(json.dumps(summary), flush=True)
         results.append(row)
         tf.keras.backend.clear_session()
+    wall = round(time.time() - started, 1)
+    if args.models != ",".join(MODELS) and os.path.exists(args.out):
+        # A partial run: keep the other models' rows (in MODELS order); the wall time is their sum.
+        previous = json.load(open(args.out))
+        rows = {r["model"]: r for r in previous["results"]}
+        rows.update({r["model"]: r for r in results})
+        results = [rows[name] for name in MODELS if name in rows]
+        wall = round(sum(r["seconds"] for r in results), 1)
     payload = {
         "benchmark": "export",
         "command": "python bench/export_bench.py",
         "recipe": "irnet",
         "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "versions": {"tensorflow": tf.__version__, "larq_compute_engine": __import__("larq_compute_engine").__version__},
-        "wall_seconds": round(time.time() - started, 1),
+        "wall_seconds": wall,
         "results": results,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
