@@ -122,12 +122,18 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None):
     return row
 
 
+def label(row):
+    """The arm, with its recipe overrides if any: `abr symmetric=true`."""
+    over = row.get("overrides") or {}
+    return " ".join([row["arm"], *(f"{k}={json.dumps(v)}" for k, v in sorted(over.items()))])
+
+
 def summarize(rows):
     summary = {}
     for dataset in sorted({r["dataset"] for r in rows}):
         ste = [r["step_ms"] for r in rows if r["dataset"] == dataset and r["arm"] == "ste"]
-        for arm in ARMS:
-            mine = [r for r in rows if r["dataset"] == dataset and r["arm"] == arm]
+        for arm in sorted({label(r) for r in rows}, key=lambda a: (ARMS.index(a.split()[0]), a)):
+            mine = [r for r in rows if r["dataset"] == dataset and label(r) == arm]
             if not mine:
                 continue
             hard = [r["hard_accuracy"] for r in mine]
@@ -154,6 +160,8 @@ def main():
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--validation", type=int, default=0,
                         help="hold out the last N training images and score on them instead of the test set")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
+                        help="a recipe argument for every recipe arm, e.g. --override symmetric=true (recorded per run)")
     parser.add_argument("--teacher-dir", default=os.path.expanduser("~/.cache/tfbin-bench/teachers"))
     args = parser.parse_args()
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
@@ -161,23 +169,30 @@ def main():
         parser.error(f"unknown arm(s) {unknown}; the arms are {ARMS}")
     if not 0 <= args.validation < TRAIN_IMAGES:
         parser.error(f"--validation must be in [0, {TRAIN_IMAGES}), got {args.validation}")
+    try:
+        overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.override)}
+    except ValueError as err:
+        parser.error(f"--override must be KEY=JSON (e.g. v_end=100 or symmetric=true): {err}")
     path = os.path.join(ROOT, args.out)
     previous = json.load(open(path)) if os.path.exists(path) else {}
     same_protocol = previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
     rows = list(previous.get("runs", [])) if same_protocol else []
-    done = {(r["arm"], r["dataset"], r["seed"]) for r in rows}
+    key = lambda arm, dataset, seed, over: (arm, dataset, seed, json.dumps(over, sort_keys=True))  # noqa: E731
+    done = {key(r["arm"], r["dataset"], r["seed"], r.get("overrides", {})) for r in rows}
     started = time.time()
     for seed in (int(s) for s in args.seeds.split(",")):
         for dataset in args.datasets.split(","):
             for arm in args.arms.split(","):
-                if (arm, dataset, seed) in done:
+                over = overrides if arm != "float" else {}
+                if key(arm, dataset, seed, over) in done:
                     continue
                 save_to = None
                 if arm == "float":
                     save_to = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
-                row = run(arm, dataset, seed, args, save_to=save_to)
+                row = run(arm, dataset, seed, args, save_to=save_to, overrides=over)
+                row["overrides"] = over
                 rows.append(row)
-                done.add((arm, dataset, seed))
+                done.add(key(arm, dataset, seed, over))
                 print(f"seed {seed} {dataset} {arm}: hard {row['hard_accuracy']:.4f} soft {row['soft_accuracy']:.4f} "
                       f"{row['step_ms']:.0f} ms/step ({time.time() - started:.0f} s)", flush=True)
                 result = {
