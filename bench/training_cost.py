@@ -102,7 +102,7 @@ def main():
         # DAB's exact per-step split (a full per-channel sort) on the dab model's binarized
         # kernels, timed alone in the same rounds: the part of its step a faster quantizer
         # backward cannot remove.
-        from tfbin.binarize import binarized_layers
+        from tfbin.introspect import binarized_layers
         from tfbin.quantizers import dab_split
 
         kernels = [layer.kernel for layer in binarized_layers(built["dab"][0])]

@@ -24,8 +24,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io, mode, sharpness
-from tfbin.binarize import binarized_layers
+from tfbin import _graph, _io, mode, sharpness
+from tfbin.introspect import binarized_layers
 from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
@@ -74,7 +74,6 @@ def _histogram(ops) -> collections.Counter:
 
 def float_twin(model: tf.keras.Model) -> tf.keras.Model:
     """The same architecture with every larq layer as its plain Keras layer (no quantizers)."""
-    from tfbin import _graph
     import larq as lq
 
     plain = {

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.export.rewrite import RewriteError, input_threshold
 
 __all__ = ["TIE_ULPS", "margins", "parity"]

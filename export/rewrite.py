@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin import _graph
-from tfbin.binarize import is_binarized
+from tfbin.introspect import is_binarized
 from tfbin.quantizers import BoundedRectifier, SoftHardQuantizer
 
 _ONES_CHANNELS = 8  # LCE's interpreter fails on binary convs with a single output channel

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import data
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 
 L = tf.keras.layers
 

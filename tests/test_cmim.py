@@ -13,7 +13,7 @@ import tfbin
 from tfbin.testing import tflite_without_names
 from tfbin import export, models
 from tfbin.losses import ContrastiveMI, Distillation
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.training import TrainingModel
 
 

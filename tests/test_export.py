@@ -12,7 +12,7 @@ import tensorflow as tf
 import tfbin
 from tfbin import export, models, recipes
 from tfbin import quantizers as Q
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.export.rewrite import export_model
 from tfbin.testing import randomize_batch_norm
 

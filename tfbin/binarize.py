@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from tfbin import _graph
 from tfbin import recipes as recipes_lib
+from tfbin.introspect import precision
 
-__all__ = ["Binarized", "binarize", "binarized_layers"]
+__all__ = ["Binarized", "binarize"]
 
 # LCE has binary ops for 2D convolutions only (dense layers are rewritten to 1x1 convs on export).
 _FLOAT_TO_QUANT = {tf.keras.layers.Conv2D: lq.layers.QuantConv2D, tf.keras.layers.Dense: lq.layers.QuantDense}
@@ -165,38 +166,12 @@ def _describe(layer) -> str:
     return f"activation {_activation_name(layer.activation)!r}"
 
 
-def _precision(quantizer):
-    return getattr(quantizer, "precision", None)
-
-
-def is_binarized(layer) -> bool:
-    """A larq quantized layer whose input and kernel quantizers both have precision 1."""
-    return _precision(getattr(layer, "input_quantizer", None)) == 1 and _precision(getattr(layer, "kernel_quantizer", None)) == 1
-
-
-def binarized_layers(model: tf.keras.Model) -> list:
-    """The binarized layers of `model` (`is_binarized`), in layer order; a
-    `tfbin.training.TrainingModel`'s are those of the model it trains."""
-    from tfbin.training import unwrap
-
-    model = unwrap(model)
-    return [layer for layer in _all_layers(model) if is_binarized(layer)]
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
 def _is_larq_binary_weight_layer(layer) -> bool:
     """A larq layer with 1-bit kernels and quantized (any precision) inputs: the recipe replaces
     both quantizers (e.g. DoReFaNet's 2-bit activations become the recipe's 1-bit ones)."""
     return (
         isinstance(layer, (lq.layers.QuantConv2D, lq.layers.QuantDense))
-        and _precision(getattr(layer, "kernel_quantizer", None)) == 1
+        and precision(getattr(layer, "kernel_quantizer", None)) == 1
         and getattr(layer, "input_quantizer", None) is not None
     )
 

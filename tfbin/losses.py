@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfbin.quantizers import BoundedRectifier
+from tfbin.introspect import binarized_layers
 from tfbin.training import TrainingModel
 
 __all__ = ["SlopeGrowth", "ContrastiveMI", "Distillation"]
@@ -191,8 +192,6 @@ class ContrastiveMI(_WrappingLoss):
         self._quantizers = []
 
     def taps(self, inner):
-        from tfbin.binarize import binarized_layers
-
         candidates = binarized_layers(inner)
         if not candidates:
             raise ValueError(f"ContrastiveMI: {inner.name!r} has no binarized layer to contrast; binarize it first.")

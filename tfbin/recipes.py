@@ -24,6 +24,7 @@ import tensorflow as tf
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler
 from tfbin.losses import ContrastiveMI, SlopeGrowth
+from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
 __all__ = ["Recipe", "register", "get", "available"]
@@ -99,8 +100,6 @@ class Recipe:
         except ValueError as err:
             if not isinstance(identifier, str):
                 raise
-            from tfbin import quantizers as tfbin_quantizers
-
             tfbin_aliases = sorted(getattr(tfbin_quantizers, n).alias for n in tfbin_quantizers.__all__ if hasattr(getattr(tfbin_quantizers, n), "alias"))
             raise ValueError(
                 f"Unknown quantizer {identifier!r}; tfbin's are {tfbin_aliases}, larq's include "

@@ -29,35 +29,17 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io
+from tfbin import _io, export, models, report
 from tfbin import data as data_lib
+from tfbin import recipes as recipes_lib
+from tfbin.data import adapt
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
 from tfbin.training import unwrap
 
-__all__ = ["train", "adapt", "load_folder"]
+__all__ = ["train", "load_folder"]
 
 RESULT_FILES = ("model.keras", "model.tflite", "model.report.json", "recipe.json", "history.csv", "history.json", "summary.json")
-
-
-def adapt(dataset: tf.data.Dataset, input_shape) -> tf.data.Dataset:
-    """Resize images and repeat (or average) channels so they fit a model's `(H, W, C)` input."""
-    height, width, channels = (int(d) for d in input_shape)
-
-    def fit(image, label):
-        image = tf.cast(image, tf.float32)
-        if image.shape[-1] != channels:
-            if image.shape[-1] == 1:
-                image = tf.repeat(image, channels, axis=-1)
-            elif channels == 1:
-                image = tf.reduce_mean(image, axis=-1, keepdims=True)
-            else:
-                raise ValueError(f"Cannot adapt {image.shape[-1]}-channel images to a {channels}-channel model input.")
-        if tuple(image.shape[:2]) != (height, width):
-            image = tf.image.resize(image, (height, width))
-        return image, label
-
-    return dataset.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2):
@@ -173,9 +155,6 @@ def train(
     `callbacks` are added to `fit`'s (e.g. to stop early). With `resume=True` an interrupted run in
     `out` continues at the epoch it reached, with the same schedules and optimizer state.
     """
-    from tfbin import export, models, report
-    from tfbin import recipes as recipes_lib
-
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
     if model not in models.available():
