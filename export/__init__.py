@@ -30,6 +30,7 @@ from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError, export_model
+from tfbin.export.thresholds import sign_inputs
 
 __all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin"]
 
@@ -214,6 +215,11 @@ def convert(
 
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
+    # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping)}
+    for row in rows:
+        sign = signs.get(row["layer"], {})
+        row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
     report = ExportReport(
         path=None if path is None else os.fspath(path),
         layers=rows,

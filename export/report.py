@@ -43,8 +43,12 @@ class ExportReport:
         lines = [f"# Export report: {self.path or '(in memory)'}", ""]
         binary = sum(r["lce_op"] == "LceBconv2d" for r in self.layers)
         lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
-        lines += ["| layer | type | LCE op | why not binary |", "|---|---|---|---|"]
-        lines += [f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'} | {r['reason'] or ''} |" for r in self.layers]
+        lines += ["| layer | type | LCE op | why not binary | BN → sign of its input |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'} | {r['reason'] or ''} | "
+            f"{r.get('sign_input') or ''}{': ' + r['sign_input_detail'] if r.get('sign_input_detail') else ''} |"
+            for r in self.layers
+        ]
         lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]
         lines += [
             f"| this model | {self.size_bytes:,} | 1 |",

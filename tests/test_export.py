@@ -33,6 +33,8 @@ def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path
     report = export.convert(model, path, strict=True, sample_inputs=x, latency=False)
     assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 4
     assert report.op_histogram["LceBconv2d"] == 4 and report.op_histogram["CONV_2D"] == 1
+    # fmnist_small is conv → pool → BN: only the BN right after a binary conv becomes thresholds.
+    assert [r["sign_input"] for r in report.layers] == ["float", "float", "fused", "float"]
     parity = report.parity
     assert parity["samples"] == 1000 and parity["passed"]
     assert parity["tie_free_fraction"] >= 0.4
