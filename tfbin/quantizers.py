@@ -20,6 +20,8 @@ import math
 import larq as lq
 import tensorflow as tf
 
+from tfbin.schedules import EDE_T_MIN
+
 __all__ = [
     "SoftHardQuantizer",
     "SelfBinarizingSign",
@@ -269,7 +271,7 @@ class EDESign(SoftHardQuantizer):
         t, k: names of the sharpness weights (initial values 0.1 and 10, IR-Net's module defaults).
     """
 
-    sharpness_defaults = {"t": 0.1, "k": 10.0}
+    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
 
     def __init__(self, t: str = "t", k: str = "k", **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})
@@ -310,7 +312,7 @@ class LibraSign(SoftHardQuantizer):
     `modules/ir_1w1a.py`).
     """
 
-    sharpness_defaults = {"t": 0.1, "k": 10.0}
+    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
 
     def __init__(self, t: str = "t", k: str = "k", epsilon: float = 1e-8, **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})

@@ -277,7 +277,7 @@ def self_binarizing(
 
 @register("irnet")
 def irnet(
-    epochs=None, t_min: float = 0.1, t_max: float = 10.0, update_freq: str = "epoch", keep_full_precision=("first", "last")
+    epochs=None, t_min: float = schedules_lib.EDE_T_MIN, t_max: float = schedules_lib.EDE_T_MAX, update_freq: str = "epoch", keep_full_precision=("first", "last")
 ) -> Recipe:
     """IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's `t` log-linear from `t_min`
     to `t_max` over `epochs` and `k = max(1/t, 1)`, updated per epoch as the official code."""
@@ -297,8 +297,8 @@ def irnet(
 @register("irnet_cmim")
 def irnet_cmim(
     epochs=None,
-    t_min: float = 0.1,
-    t_max: float = 10.0,
+    t_min: float = schedules_lib.EDE_T_MIN,
+    t_max: float = schedules_lib.EDE_T_MAX,
     cmim_weight: float = 0.1,
     temperature: float = 0.1,
     projection_dim: int = 128,
