@@ -216,7 +216,11 @@ def convert(
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
     # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
-    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping)}
+    two_level = {
+        name for name, export_name in mapping.items()
+        if getattr(exported.get_layer(export_name), "offset_scale", None) is not None
+    }
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping, two_level)}
     for row in rows:
         sign = signs.get(row["layer"], {})
         row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")

@@ -51,7 +51,7 @@ def _predecessor(layer):
     return inbound
 
 
-def _why_float(layer, is_binarized) -> str:
+def _why_float(layer, is_binarized, two_level) -> str:
     """Why the BN → sign in front of `layer` could not become the previous conv's threshold."""
     between, current = [], _predecessor(layer)
     while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
@@ -66,16 +66,23 @@ def _why_float(layer, is_binarized) -> str:
             if norms[0] > 0:
                 return (f"{kinds(forward[:norms[0]])} between the binary layer {current.name!r} and its "
                         "BatchNormalization: LCE folds a BN into thresholds only when it directly follows the conv")
-            return f"{kinds(forward[1:])} between the BatchNormalization after {current.name!r} and this layer"
+            if len(forward) > 1:
+                return f"{kinds(forward[1:])} between the BatchNormalization after {current.name!r} and this layer"
+            if current.name in two_level:
+                return (f"the binary layer {current.name!r} has two unequal kernel levels per channel "
+                        "(a + b·sign): it runs as a binary conv plus a float offset term (slice, mul, add), "
+                        "so the BN after it cannot become its output threshold")
+            return f"BatchNormalization directly after {current.name!r}, yet not fused by the converter"
         between.append(current)
         current = _predecessor(current)
     return "its input is the model's input"
 
 
-def sign_inputs(model, flatbuffer: bytes, mapping: dict) -> list[dict]:
+def sign_inputs(model, flatbuffer: bytes, mapping: dict, two_level=frozenset()) -> list[dict]:
     """Per binarized layer (export mapping `{layer name: export layer name}`): whether the sign of
     its input became a fused output threshold of the previous binary conv (`"fused"`), ran as
-    `LceQuantize` after float ops (`"float"`, with the reason), or could not be found."""
+    `LceQuantize` after float ops (`"float"`, with the reason), or could not be found.
+    `two_level`: names of the layers exported with a kernel offset term (unequal levels, DAB)."""
     operators, tensor_names = _operators(flatbuffer)
     producer = {t: name for name, _, outputs in operators for t in outputs}
     rows = []
@@ -97,6 +104,6 @@ def sign_inputs(model, flatbuffer: bytes, mapping: dict) -> list[dict]:
                 row["detail"] = f"BN → sign became output thresholds of the previous binary conv (bitpacked, via {source})"
             else:
                 row["sign"] = "float"
-                row["detail"] = f"computed by {source} after float ops; " + _why_float(layer, is_binarized)
+                row["detail"] = f"computed by {source} after float ops; " + _why_float(layer, is_binarized, two_level)
         rows.append(row)
     return rows

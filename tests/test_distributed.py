@@ -11,12 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 
-# A net without batch statistics (LayerNormalization, so binarize inserts no BatchNormalization), binarized with self_binarizing with v kept small (its
-# tanh(v·x) forward is then smooth, so float summation order cannot flip a sign and fork the
-# runs; with v in the hundreds the two set-ups drift apart within a few steps, as any two runs
-# of a near-sign network do), plus
-# ContrastiveMI with a memory bank. The global batch is 32; with two workers each takes its half
-# of every global batch, so both set-ups see the same samples at every step.
+# A net without batch statistics (LayerNormalization before every binarized layer and after the
+# last one, so binarize inserts no BatchNormalization, whose per-replica statistics would make
+# the two set-ups differ), binarized with self_binarizing with v kept small (its tanh(v·x)
+# forward is then smooth, so float summation order cannot flip a sign and fork the runs; with
+# v in the hundreds the two set-ups drift apart within a few steps, as any two runs of a
+# near-sign network do), plus ContrastiveMI with a memory bank. The global batch is 32; with
+# two workers each takes its half of every global batch, so both set-ups see the same samples
+# at every step.
 WORKER = textwrap.dedent(
     """
     import json, os, sys
@@ -37,6 +39,7 @@ WORKER = textwrap.dedent(
             tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Flatten(),
             tf.keras.layers.Dense(32),
+            tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Dense(10),
         ])
         binarized = tfbin.binarize(float_model, "self_binarizing", epochs=EPOCHS, v_end=4.0)
