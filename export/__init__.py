@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _graph, _io, mode, sharpness
+from tfbin import _graph, _io, _quiet, mode, sharpness
 from tfbin.introspect import binarized_layers
 from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
@@ -140,7 +140,8 @@ def _converting():
     note = _NotCompiledNote()
     tf.get_logger().addFilter(note)
     try:
-        yield
+        with _quiet.conversion():  # the command's quiet defaults (tfbin._quiet); else a no-op
+            yield
     finally:
         tf.get_logger().removeFilter(note)
 
@@ -248,9 +249,12 @@ def convert(
     with _hard(model):
         expected = model.predict(sample_inputs, batch_size=256, verbose=0)
         sample_margins = margins(model, sample_inputs)
-    got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
+    with _quiet.conversion():
+        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
     parity = compare(np.asarray(expected), np.asarray(got), sample_margins)
 
+    with _quiet.conversion():
+        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
     # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
@@ -266,7 +270,7 @@ def convert(
         float_size_bytes=len(float_flatbuffer),
         one_bit_limit_bytes=_one_bit_limit_bytes(model),
         parity=parity,
-        latency=_latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None,
+        latency=measured,
         deployment={
             "input_shape": [1, *input_shape],
             "input_dtype": "float32",
