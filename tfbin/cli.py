@@ -2,14 +2,15 @@
 
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir DIR]   prepare datasets (offline-first)
     tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] convert and verify with LCE
-    tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR] [--epochs N] [--out DIR] [--resume]
+    tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
+                [--train-samples N|all] [--test-samples N|all] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
     tfbin report DIR                                            redraw the pictures of a training run
     tfbin tune [--model M] [--recipe R] [--dataset D] [--trials N] [--max-epochs E] [--out DIR]
                                                                 search the recipe's schedules (keras-tuner)
 
-Errors a user can fix end with a one-line reason and a non-zero exit; `--verbose` shows the
-traceback as well.
+Errors a user can fix end with a one-line reason and a non-zero exit (2 for a bad option, 1
+otherwise); `--verbose` (before or after the verb) shows the traceback and TensorFlow's logging.
 """
 from __future__ import annotations
 
