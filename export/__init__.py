@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import statistics
 import time
@@ -24,7 +25,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _graph, _io, mode, sharpness
+from tfbin import _graph, _io, _quiet, mode, sharpness
 from tfbin.introspect import binarized_layers
 from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
@@ -107,13 +108,50 @@ def _median_ms(run, repeats):
     return round(statistics.median(times), 3)
 
 
+def _float_interpreter(flatbuffer: bytes):
+    """The stock TFLite interpreter for the float baseline: LiteRT's when installed, else
+    `tf.lite.Interpreter`, whose deprecation warning (it points to LiteRT, an extra package
+    tfbin does not require) is dropped here and nowhere else."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
+            interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
+    else:
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+class _NotCompiledNote(logging.Filter):
+    """tf-keras's legacy SavedModel save (which both converters use) calls
+    `try_build_compiled_arguments`, whose bare `except` logs "Compiled the loaded model, but the
+    compiled metrics have yet to be built" for every model that was never compiled. The models
+    converted here are fresh clones, uncompiled on purpose (nothing trains them): the line is
+    false for them, so it is dropped while they convert."""
+
+    def filter(self, record):
+        return "compiled metrics have yet to be built" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _converting():
+    note = _NotCompiledNote()
+    tf.get_logger().addFilter(note)
+    try:
+        with _quiet.conversion():  # the command's quiet defaults (tfbin._quiet); else a no-op
+            yield
+    finally:
+        tf.get_logger().removeFilter(note)
+
+
 def _latency(flatbuffer, float_flatbuffer, x1, repeats):
     import larq_compute_engine as lce
 
     default = lce.testing.Interpreter(flatbuffer, num_threads=1)
     indirect = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    float_interp = tf.lite.Interpreter(model_content=float_flatbuffer, num_threads=1)
-    float_interp.allocate_tensors()
+    float_interp = _float_interpreter(float_flatbuffer)
     index = float_interp.get_input_details()[0]["index"]
 
     def run_float():
@@ -198,9 +236,10 @@ def convert(
     if model.inputs is None or len(model.inputs) != 1:
         raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
     exported, mapping, refused = export_model(model)
-    with _hard(model):  # the layers that were not rewritten are shared with `model`
+    with _hard(model), _converting():  # the layers that were not rewritten are shared with `model`
         flatbuffer = lce.convert_keras_model(exported)
-    float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
+    with _converting():
+        float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
 
     input_shape = tuple(model.inputs[0].shape[1:])
     if sample_inputs is None:
@@ -210,9 +249,12 @@ def convert(
     with _hard(model):
         expected = model.predict(sample_inputs, batch_size=256, verbose=0)
         sample_margins = margins(model, sample_inputs)
-    got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
+    with _quiet.conversion():
+        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
     parity = compare(np.asarray(expected), np.asarray(got), sample_margins)
 
+    with _quiet.conversion():
+        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
     # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
@@ -232,7 +274,7 @@ def convert(
         float_size_bytes=len(float_flatbuffer),
         one_bit_limit_bytes=_one_bit_limit_bytes(model),
         parity=parity,
-        latency=_latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None,
+        latency=measured,
         deployment={
             "input_shape": [1, *input_shape],
             "input_dtype": "float32",
@@ -251,9 +293,13 @@ def convert(
             f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
         )
     report.problems = problems
+    if problems and strict:
+        # The report says why; the .tflite is not written (strict means: no file unless binary).
+        if report_path is not None:
+            report.write(report_path)
+        where = f" (report: {os.fspath(report_path)})" if report_path is not None else ""
+        raise ExportError("tfbin.export (strict): " + "; ".join(problems) + where)
     if problems:
-        if strict:
-            raise ExportError("tfbin.export (strict): " + "; ".join(problems))
         warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=2)
     if path is not None:
         _io.write_bytes_atomic(path, flatbuffer)

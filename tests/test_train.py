@@ -122,8 +122,11 @@ def test_bad_input(tmp_path, capsys):
     assert "Unknown dataset 'cifar11'" in capsys.readouterr().err
     assert cli.main(["train", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 1
     assert "no such directory" in capsys.readouterr().err
-    assert cli.main(["train", "--input-shape", "28,28", "--out", str(tmp_path / "d")]) == 1
-    assert "H,W,C" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage_error:  # a bad option value is a usage error (exit 2)
+        cli.main(["train", "--input-shape", "28,28", "--out", str(tmp_path / "d")])
+    assert usage_error.value.code == 2
+    assert "argument --input-shape: expected H,W,C" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abcd")  # failed starts leave nothing
     assert cli.main(["report", str(tmp_path)]) == 1
     assert "no history" in capsys.readouterr().err
 

@@ -4,9 +4,11 @@
 then loads TensorFlow and larq (to register serializable objects) and nothing else heavy;
 LCE, TFDS, keras-tuner and matplotlib load when first used.
 """
+from tfbin import _quiet
 from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 
-_ensure_keras2()
+with _quiet.tensorflow_import():  # the `tfbin` command's log defaults; a no-op for `import tfbin`
+    _ensure_keras2()
 
 from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
 from tfbin.batchnorm import recalibrate  # noqa: E402

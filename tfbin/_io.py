@@ -1,22 +1,57 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the whole new one, never a partial one.
+
+`tempfile.mkstemp` creates its file with mode 0600 whatever the umask, and a rename keeps that
+mode, so every file written here would be private. Each write therefore gives the temporary file
+the mode a plain `open(path, "w")` would have left: the old file's mode when `path` exists,
+else 0666 minus the process umask.
+"""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+
+
+def _umask() -> int:
+    """The process umask. Linux reports it in /proc without changing it; elsewhere it is set and
+    restored at once (`os.umask` has no read-only form)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def open_mode(path: str) -> int:
+    """The permission bits `open(path, "w")` would give: kept from an existing file, else 0666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def _directory_of(path: str) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot write {path!r}: directory {directory!r} does not exist.")
+    return directory
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot write {path!r}: directory {directory!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), open_mode(path))
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -41,14 +76,14 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict) -> None:
 def save_model_atomic(model, path: str | os.PathLike) -> None:
     """`model.save(path)` for a `.keras` or `.h5` file, through a temporary file and a rename."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]
     if suffix not in (".keras", ".h5"):
         raise ValueError(f"save_model_atomic writes .keras or .h5 files, not {path!r}.")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
     try:
         model.save(tmp)
+        os.chmod(tmp, open_mode(path))
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -2,14 +2,15 @@
 
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir DIR]   prepare datasets (offline-first)
     tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] convert and verify with LCE
-    tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR] [--epochs N] [--out DIR] [--resume]
+    tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
+                [--train-samples N|all] [--test-samples N|all] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
     tfbin report DIR                                            redraw the pictures of a training run
     tfbin tune [--model M] [--recipe R] [--dataset D] [--trials N] [--max-epochs E] [--out DIR]
                                                                 search the recipe's schedules (keras-tuner)
 
-Errors a user can fix end with a one-line reason and a non-zero exit; `--verbose` shows the
-traceback as well.
+Errors a user can fix end with a one-line reason and a non-zero exit (2 for a bad option, 1
+otherwise); `--verbose` (before or after the verb) shows the traceback and TensorFlow's logging.
 """
 from __future__ import annotations
 
@@ -33,14 +34,11 @@ def _cmd_data(args) -> int:
 def _cmd_train(args) -> int:
     from tfbin.train import train
 
-    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
-    if shape is not None and len(shape) != 3:
-        raise ValueError(f"--input-shape takes H,W,C (e.g. 32,32,3), got {args.input_shape!r}.")
     train(
         model=args.model, recipe=args.recipe, dataset=None if args.data_dir else args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
-        resume=args.resume, input_shape=shape, train_samples=args.train_samples, test_samples=args.test_samples,
-        verbose=2 if args.quiet else 1,
+        resume=args.resume, input_shape=args.input_shape, train_samples=args.train_samples,
+        test_samples=args.test_samples, skip_bad_images=args.skip_bad_images, verbose=2 if args.quiet else 1,
     )
     return 0
 
@@ -75,72 +73,171 @@ def _load_model(path: str):
         raise ValueError(f"{path} is not a loadable Keras model (.h5, .keras or SavedModel): {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
 
 
+def _default_report(output: str) -> str:
+    return os.path.splitext(output)[0] + ".report.json"
+
+
+def _check_writable(path: str, what: str) -> None:
+    """Fail before a minute of conversion, not after it, when `path` cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{what} {path}: directory {directory} does not exist; create it or choose another path.")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: directory {directory} is not writable; choose another path.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a directory; give a file name.")
+
+
 def _cmd_export(args) -> int:
+    import warnings
+
     from tfbin import export
 
+    report_path = args.report or _default_report(args.output)
+    _check_writable(args.output, "--output")
+    _check_writable(report_path, "--report")
     model = _load_model(args.model)
-    report_path = args.report or os.path.splitext(args.output)[0] + ".report.json"
-    report = export.convert(model, args.output, strict=args.strict, latency=not args.no_latency, report_path=report_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export.convert(model, args.output, strict=args.strict, latency=not args.no_latency, report_path=report_path)
+    for warning in caught:  # one line each, said by the command (not a Python source location)
+        print(f"tfbin export: warning: {str(warning.message).strip()}", file=sys.stderr)
     binary = sum(r["lce_op"] == "LceBconv2d" for r in report.layers)
     print(
         f"{args.output}: {report.size_bytes:,} bytes, {binary}/{len(report.layers)} binarized layers as LceBconv2d, "
         f"argmax agreement {report.parity['argmax_agreement']:.4f}; report {report_path}"
     )
+    if not report.all_binary:
+        print(f"tfbin export: warning: {args.output} is NOT a fully binary model (see {report_path}); "
+              "--strict refuses such a model.", file=sys.stderr)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfbin", description=__doc__.split("\n")[0])
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other tfbin error (argparse prints the usage first)."""
 
-    p = sub.add_parser("data", help="prepare datasets (offline-first)")
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; options without one (None, False) show none."""
+
+    def _get_help_string(self, action):
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def _samples(text: str):
+    """A sample count: an integer >= 1, or "all" (None)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images >= 1 or 'all', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of images >= 1 or 'all', got {value}")
+    return value
+
+
+def _input_shape(text: str):
+    """H,W,C, three positive integers."""
+    try:
+        shape = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W,C (three positive integers, e.g. 32,32,3), got {text!r}")
+    return shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfbin", description=__doc__.split("\n")[0])
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    # Also accepted after the verb; SUPPRESS keeps a verb's absent flag from resetting the global one.
+    common = _Parser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def verb(name, **kwargs):
+        return sub.add_parser(name, parents=[common], formatter_class=_Help, **kwargs)
+
+    p = verb("data", help="prepare datasets (offline-first)")
     p.add_argument("names", nargs="*", help="datasets (default: all built-in)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     p.add_argument("--manual-dir", default=None, help="directory holding the dataset's upstream .gz files")
     p.set_defaults(run=_cmd_data)
 
-    p = sub.add_parser("export", help="convert a saved model (.h5, .keras, SavedModel) into a binary .tflite")
-    p.add_argument("model")
+    p = verb("export", help="convert a saved model (.h5, .keras, SavedModel) into a binary .tflite")
+    p.add_argument("model", help="the trained model: .keras, .h5 or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
-    p.add_argument("--strict", action="store_true", help="fail unless every binarized layer is an LCE binary op and parity holds")
-    p.add_argument("--report", default=None, help="report JSON path (default: OUTPUT without .tflite + .report.json)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, no .tflite) unless the model has binarized layers, every one became an LCE "
+                        "binary op, and parity holds; without it such problems are warnings")
+    p.add_argument("--report", default=None,
+                   help="where to write the JSON report, and the Markdown one beside it "
+                        "(default: beside OUTPUT, OUTPUT without .tflite + .report.json)")
     p.add_argument("--no-latency", action="store_true", help="skip the host latency measurement")
     p.set_defaults(run=_cmd_export)
 
-    p = sub.add_parser("train", help="train, look, export and verify: the main job")
-    p.add_argument("--model", default="fmnist_small", help="a tfbin.models name (default fmnist_small)")
-    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name (default irnet)")
-    p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset (default fashion_mnist)")
-    p.add_argument("--data-dir", default=None, help="a folder of class sub-folders of images, instead of --dataset")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="run", help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    p.add_argument("--input-shape", default=None, help="H,W,C the data is adapted to (default: the model's own)")
-    p.add_argument("--train-samples", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--test-samples", type=int, default=None, help="use only the first N test images")
+    p = verb("train", help="train, look, export and verify: the main job")
+    p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
+    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name")
+    p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset (ignored with --data-dir)")
+    p.add_argument("--data-dir", default=None,
+                   help="a folder of class sub-folders of images, instead of --dataset; every image is checked first")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="with --data-dir: train without unreadable image files (counted) instead of stopping")
+    p.add_argument("--epochs", type=_positive(int), default=3, help="training epochs")
+    p.add_argument("--batch-size", type=_positive(int), default=128, help="training batch size")
+    p.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, --data-dir split)")
+    p.add_argument("--out", default="run", help="output directory (must not hold a run, unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--input-shape", type=_input_shape, default=None,
+                   help="H,W,C the data is adapted to (default: the model's own; a zoo model on --data-dir: the images')")
+    p.add_argument("--train-samples", type=_samples, default=None, metavar="N|all",
+                   help="use only the first N training images (default: all)")
+    p.add_argument("--test-samples", type=_samples, default=None, metavar="N|all",
+                   help="use only the first N test images (default: all)")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("tune", help="search a recipe's schedules with keras-tuner (resumes in the same --out)")
-    p.add_argument("--model", default="fmnist_small")
-    p.add_argument("--recipe", default="irnet")
-    p.add_argument("--dataset", default="fashion_mnist")
-    p.add_argument("--trials", type=int, default=10, help="trials (random, bayesian); hyperband sizes itself from --max-epochs")
-    p.add_argument("--max-epochs", type=int, default=3)
-    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random")
-    p.add_argument("--out", default="search")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-samples", type=int, default=None, help="train on the first N training images")
-    p.add_argument("--validation-samples", type=int, default=5000, help="validate on the last M training images (never the test set)")
+    p = verb("tune", help="search a recipe's schedules with keras-tuner (resumes in the same --out)")
+    p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
+    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name whose schedules are searched")
+    p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset")
+    p.add_argument("--trials", type=_positive(int), default=10,
+                   help="trials (random, bayesian); hyperband sizes itself from --max-epochs")
+    p.add_argument("--max-epochs", type=_positive(int), default=3, help="epochs of the longest trial")
+    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random", help="search strategy")
+    p.add_argument("--out", default="search", help="output directory; an existing search there is resumed")
+    p.add_argument("--batch-size", type=_positive(int), default=128, help="training batch size")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--train-samples", type=_samples, default=None, metavar="N|all",
+                   help="train on the first N training images (default: all but the validation ones)")
+    p.add_argument("--validation-samples", type=_positive(int), default=5000,
+                   help="validate on the last M training images (never the test set)")
     p.set_defaults(run=_cmd_tune)
 
-    p = sub.add_parser("report", help="redraw the pictures of a `tfbin train` directory")
-    p.add_argument("dir")
+    p = verb("report", help="redraw the pictures of a `tfbin train` directory")
+    p.add_argument("dir", help="a `tfbin train` output directory")
     p.set_defaults(run=_cmd_report)
     return parser
 
@@ -152,7 +249,8 @@ def main(argv=None) -> int:
     except (ValueError, KeyError, TypeError, OSError, RuntimeError) as err:
         if args.verbose:
             raise
-        print(f"tfbin {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split()) or type(err).__name__  # one line, whatever the error held
+        print(f"tfbin {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

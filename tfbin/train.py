@@ -22,8 +22,13 @@ result["hard_accuracy"], result["tflite_accuracy"]
 """
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
 import json
+import logging
 import os
+import shutil
 import time
 
 import numpy as np
@@ -38,26 +43,114 @@ from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
 from tfbin.training import unwrap
 
-__all__ = ["train", "load_folder"]
+__all__ = ["train", "load_folder", "scan_folder", "FolderScan"]
 
 RESULT_FILES = ("model.keras", "model.tflite", "model.report.json", "recipe.json", "history.csv", "history.json", "summary.json")
 
 
-def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2):
-    """`(train, validation, class_names)` from a folder of class sub-folders of images, in [0, 1]."""
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+@dataclasses.dataclass
+class FolderScan:
+    """The readable images of a folder of class sub-folders, found by decoding each once."""
+
+    path: str
+    class_names: list
+    files: list
+    labels: list
+    skipped: list  # (file, reason) of unreadable files, with skip_bad_images
+    shapes: collections.Counter  # (H, W, C) -> number of images, C 1 (grey) or 3 (colour)
+
+
+def _image_shape(file: str) -> tuple:
+    """`(H, W, C)` of an image file, C 1 for grey (with or without alpha) and 3 for colour;
+    raises `tf.errors.OpError` for a file TensorFlow cannot decode."""
+    image = tf.io.decode_image(tf.io.read_file(file), expand_animations=False)
+    height, width, channels = image.shape
+    return int(height), int(width), 1 if channels in (1, 2) else 3
+
+
+def _image_files(folder: str) -> list:
+    return sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def scan_folder(path: str, skip_bad_images: bool = False) -> FolderScan:
+    """Find and decode every image under `path`'s class sub-folders before anything is written.
+
+    A file TensorFlow cannot decode would otherwise surface mid-epoch as a traceback; here it is
+    named in one error, or skipped and counted with `skip_bad_images`.
+    """
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--data-dir {path}: no such directory (it needs one sub-folder of images per class).")
-    height, width, channels = (int(d) for d in input_shape)
-    splits = tf.keras.utils.image_dataset_from_directory(
-        path, labels="inferred", label_mode="int", color_mode="grayscale" if channels == 1 else "rgb",
-        image_size=(height, width), batch_size=None, shuffle=True, seed=seed,
-        validation_split=validation_fraction, subset="both",
-    )
-    class_names = splits[0].class_names
+    class_names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     if len(class_names) < 2:
-        raise ValueError(f"--data-dir {path}: found {len(class_names)} class folder(s); a classifier needs at least 2.")
-    scale = lambda x, y: (x / 255.0, tf.cast(y, tf.int64))  # noqa: E731
-    return splits[0].map(scale), splits[1].map(scale), class_names
+        raise ValueError(
+            f"--data-dir {path}: found {len(class_names)} class folder(s); a classifier needs at least 2 "
+            "sub-folders, one per class, holding its images."
+        )
+    scan = FolderScan(path, class_names, [], [], [], collections.Counter())
+    for label, name in enumerate(class_names):
+        for file in _image_files(os.path.join(path, name)):
+            try:
+                shape = _image_shape(file)
+            except tf.errors.OpError as err:
+                reason = err.message.splitlines()[0] if err.message else type(err).__name__
+                if not skip_bad_images:
+                    raise ValueError(
+                        f"--data-dir: {file} is not a readable image ({reason}); remove or replace it, "
+                        "or pass --skip-bad-images to train without it."
+                    ) from err
+                scan.skipped.append((file, reason))
+                continue
+            scan.files.append(file)
+            scan.labels.append(label)
+            scan.shapes[shape] += 1
+    empty = [name for label, name in enumerate(class_names) if label not in scan.labels]
+    if empty:
+        raise ValueError(
+            f"--data-dir {path}: class folder(s) {empty} hold no readable {'/'.join(IMAGE_EXTENSIONS)} images "
+            f"({len(scan.skipped)} unreadable file(s) skipped); add images or remove the folder(s)."
+        )
+    return scan
+
+
+def _folder_dataset(files, labels, input_shape) -> tf.data.Dataset:
+    height, width, channels = (int(d) for d in input_shape)
+
+    def load(file, label):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        image.set_shape((height, width, channels))
+        return image / 255.0, tf.cast(label, tf.int64)
+
+    return tf.data.Dataset.from_tensor_slices((list(files), list(labels))).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2, skip_bad_images: bool = False,
+                scan: FolderScan | None = None):
+    """`(train, validation, class_names)` from a folder of class sub-folders of images, in [0, 1].
+
+    The images are shuffled with `seed` and the last `validation_fraction` of them held out.
+    """
+    scan = scan or scan_folder(path, skip_bad_images)
+    total = len(scan.files)
+    held_out = int(total * validation_fraction)
+    if held_out < 1 or held_out == total:
+        raise ValueError(
+            f"--data-dir {path}: found {total} readable image(s); need at least {int(np.ceil(1 / validation_fraction))} "
+            f"so that {validation_fraction:.0%} of them (at least one) can be held out for testing."
+        )
+    order = np.random.default_rng(seed).permutation(total)
+    files, labels = np.asarray(scan.files)[order], np.asarray(scan.labels)[order]
+    train_ds = _folder_dataset(files[: total - held_out], labels[: total - held_out], input_shape)
+    test_ds = _folder_dataset(files[total - held_out:], labels[total - held_out:], input_shape)
+    return train_ds, test_ds, list(scan.class_names)
 
 
 class _SaveActivations(tf.keras.callbacks.Callback):
@@ -83,34 +176,144 @@ class _SaveActivations(tf.keras.callbacks.Callback):
         _io.write_npz_atomic(self.path, self.epochs)
 
 
-def _datasets(dataset, data_dir, input_shape, seed, train_samples, test_samples):
+@dataclasses.dataclass
+class _Data:
+    """The datasets of a run and what the start line and summary.json say about them."""
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    class_names: list
+    description: str
+    input_shape: tuple
+    shape_source: str
+    train_images: int
+    test_images: int
+    skipped_images: int = 0
+
+
+def _input_shape(model: str, input_shape, scan: FolderScan | None):
+    """`(H, W, C)` to build and feed the model at, and where it came from. The small nets are
+    built for their own input size; a zoo net takes any, so a folder's images decide there."""
+    if input_shape:
+        return tuple(int(d) for d in input_shape), "from --input-shape"
+    if scan is None or model in models.SMALL:
+        return tuple(models.default_input_shape(model)), "the model's own"
+    shape, count = scan.shapes.most_common(1)[0]
+    share = "all images" if count == len(scan.files) else f"{count} of {len(scan.files)} images; the others are resized"
+    return shape, f"from the images: {share}"
+
+
+def _count(dataset: tf.data.Dataset) -> int:
+    cardinality = int(dataset.cardinality())
+    return cardinality if cardinality >= 0 else sum(1 for _ in dataset)
+
+
+def _folder_data(model, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images) -> _Data:
+    scan = scan_folder(data_dir, skip_bad_images)
+    shape, source = _input_shape(model, input_shape, scan)
+    train_ds, test_ds, class_names = load_folder(data_dir, shape, seed, scan=scan)
+    # No cache in this pipeline, so `take` after the split is cheap and safe.
+    train_ds = train_ds.take(train_samples) if train_samples else train_ds
+    test_ds = test_ds.take(test_samples) if test_samples else test_ds
+    return _Data(train_ds, test_ds, class_names, f"folder {data_dir}", shape, source,
+                 _count(train_ds), _count(test_ds), len(scan.skipped))
+
+
+def _builtin_data(model, dataset, input_shape, train_samples, test_samples) -> _Data:
+    if dataset not in data_lib.available():
+        raise ValueError(f"Unknown dataset {dataset!r}; the built-in datasets are {data_lib.available()} (or use --data-dir).")
+    shape, source = _input_shape(model, input_shape, None)
+    # TFDS caches small datasets in memory; slicing the split (rather than `take` on the whole
+    # of it) cuts before that cache, so every pass reads the cache to its end.
+    train_ds = data_lib.load(dataset, f"train[:{train_samples}]" if train_samples else "train")
+    test_ds = data_lib.load(dataset, f"test[:{test_samples}]" if test_samples else "test")
+    class_names = data_lib.info(dataset).features["label"].names
+    return _Data(adapt(train_ds, shape), adapt(test_ds, shape), list(class_names), dataset, shape, source,
+                 _count(train_ds), _count(test_ds))
+
+
+def _load_data(model, dataset, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images) -> _Data:
+    """The run's datasets, checked (names, folder, every image) before anything is written."""
     if (dataset is None) == (data_dir is None):
         raise ValueError("Give exactly one of dataset (a built-in name) or data_dir (a folder of class sub-folders).")
+    for name, value in (("train_samples", train_samples), ("test_samples", test_samples)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1 (or None for all), got {value}.")
     if data_dir is not None:
-        train_ds, test_ds, class_names = load_folder(data_dir, input_shape, seed)
-        description = f"folder {data_dir}"
-    else:
-        if dataset not in data_lib.available():
-            raise ValueError(f"Unknown dataset {dataset!r}; the built-in datasets are {data_lib.available()} (or use --data-dir).")
-        train_ds, test_ds = data_lib.load(dataset, "train"), data_lib.load(dataset, "test")
-        class_names = data_lib.info(dataset).features["label"].names
-        description = dataset
-    if train_samples:
-        train_ds = train_ds.take(train_samples)
-    if test_samples:
-        test_ds = test_ds.take(test_samples)
-    return adapt(train_ds, input_shape), adapt(test_ds, input_shape), list(class_names), description
+        return _folder_data(model, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images)
+    return _builtin_data(model, dataset, input_shape, train_samples, test_samples)
 
 
 def _check_out(out: str, resume: bool):
+    """Refuse an --out that would mix runs, and a --resume with nothing to continue."""
     backup = os.path.join(out, "backup")
     finished = os.path.exists(os.path.join(out, "summary.json"))
     if resume:
+        if not os.path.isdir(out) or not os.listdir(out):
+            state = "is empty" if os.path.isdir(out) else "does not exist"
+            raise ValueError(f"--resume: {out} {state}, so there is no run to continue; leave out --resume to start one.")
         if finished and not os.path.exists(backup):
             raise ValueError(f"{out} holds a finished run (summary.json); there is nothing to resume.")
+        if not os.path.isdir(backup):
+            raise ValueError(f"--resume: {out} holds no interrupted run (no backup/ folder); leave out --resume to start afresh.")
         return
     if os.path.exists(backup) or finished:
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out.")
+
+
+def _saved_an_epoch(out: str) -> bool:
+    """Whether `BackupAndRestore` saved state in `out`: then a failed run can be resumed."""
+    backup = os.path.join(out, "backup")
+    return os.path.isdir(backup) and bool(os.listdir(backup))
+
+
+@contextlib.contextmanager
+def _removed_on_failure(out: str, keep=lambda: False):
+    """Create `out`; if the block fails, remove it again when this call created it and `keep()`
+    is false (a folder that existed before, with whatever it holds, is never removed)."""
+    created = not os.path.exists(out)
+    os.makedirs(out, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created and not keep():
+            shutil.rmtree(out)
+        raise
+
+
+class _DropStarvedWeights(logging.Filter):
+    def filter(self, record):
+        return "may result in starved weights" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _unconstrained_kernels_intended(recipe):
+    """larq warns, once per layer, that a binary kernel without `kernel_constraint` "may result
+    in starved weights". A recipe whose `kernel_constraint` is None chose that (IR-Net's
+    `LibraSign` standardises the latent kernels every step and its official code clips nothing),
+    so while such a recipe's model is built the warning says nothing new and is dropped; it
+    still shows for every other model built in the process."""
+    if recipe.kernel_constraint is not None:
+        yield
+        return
+    logger, drop = logging.getLogger("larq.layers_base"), _DropStarvedWeights()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _start_line(model, recipe, data: _Data, epochs, batch_size, seed, out, resume) -> str:
+    """What is about to run, in one paragraph, before anything slow happens."""
+    h, w, c = data.input_shape
+    skipped = f" ({data.skipped_images} unreadable image(s) skipped)" if data.skipped_images else ""
+    return "\n".join([
+        f"tfbin train: {model} + {recipe.name}, {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, seed {seed}",
+        f"  data    {data.description}: {data.train_images:,} training and {data.test_images:,} test images{skipped}",
+        f"  input   {h}x{w}x{c} ({data.shape_source})",
+        f"  output  {out}{' (resuming)' if resume else ''}",
+    ])
 
 
 def _hard_accuracy(model, batches) -> float:
@@ -176,6 +379,7 @@ def train(
     input_shape=None,
     train_samples: int | None = None,
     test_samples: int | None = None,
+    skip_bad_images: bool = False,
     callbacks=(),
     verbose: int = 1,
     print_fn=print,
@@ -186,49 +390,52 @@ def train(
     `.tflite`'s size against float TFLite and the 1-bit limit, Keras–TFLite parity, timings.
     `callbacks` are added to `fit`'s (e.g. to stop early). With `resume=True` an interrupted run in
     `out` continues at the epoch it reached, with the same schedules and optimizer state.
+    `train_samples`/`test_samples` (>= 1, None for all) take the first images of each split;
+    `skip_bad_images` trains without the unreadable files of `data_dir` instead of refusing.
+
+    Everything is checked (names, data, every image of `data_dir`, `out`) before `out` is created,
+    and an `out` this call created is removed again when the run fails before its first epoch
+    is saved: a failed start leaves nothing behind.
     """
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
     if model not in models.available():
         raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
     _check_out(out, resume)
-    os.makedirs(out, exist_ok=True)
+    recipe_obj = recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
+    data = _load_data(model, dataset, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images)
+    if print_fn is not None:
+        print_fn(_start_line(model, recipe_obj, data, epochs, batch_size, seed, out, resume))
     tf.keras.utils.set_random_seed(seed)
     start = time.time()
-
-    recipe_obj = recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
-    shape = tuple(input_shape) if input_shape else None
-    if shape is None:
-        if data_dir is not None:
-            shape = (32, 32, 3)
-        else:
-            shape = models.default_input_shape(model)
-    train_ds, test_ds, class_names, description = _datasets(dataset, data_dir, shape, seed, train_samples, test_samples)
-    binarized = models.build(model, recipe_obj, input_shape=shape, num_classes=len(class_names))
+    train_ds, test_ds, class_names, shape = data.train, data.test, data.class_names, data.input_shape
+    with _unconstrained_kernels_intended(recipe_obj):
+        binarized = models.build(model, recipe_obj, input_shape=shape, num_classes=len(class_names))
     keras_model = binarized.model
     keras_model.compile(
         optimizer=tf.keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    _io.write_text_atomic(os.path.join(out, "recipe.json"), recipe_obj.to_json() + "\n")
 
-    train_batches = train_ds.shuffle(10_000, seed=seed).batch(batch_size).prefetch(2)
-    test_batches = test_ds.batch(512).prefetch(2)
-    monitor = BinarizationMonitor(test_batches)
-    fit_callbacks = [
-        *binarized.callbacks,
-        monitor,
-        _SaveActivations(monitor, os.path.join(out, "activations.npz")),
-        tf.keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume),
-        tf.keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
-        StopOnNonFinite(os.path.join(out, "backup") + " (continue with --resume)"),
-        # Last: it saves after every other callback has updated its state for the epoch.
-        tf.keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
-        *callbacks,
-    ]
-    fit_start = time.time()
-    # No validation_data for fit: the monitor's soft pass is the same evaluation (plus the hard
-    # one), and a third pass over the test set would cost as much again.
-    keras_model.fit(train_batches, epochs=epochs, callbacks=fit_callbacks, verbose=verbose)
+    with _removed_on_failure(out, keep=lambda: _saved_an_epoch(out)):
+        _io.write_text_atomic(os.path.join(out, "recipe.json"), recipe_obj.to_json() + "\n")
+        train_batches = train_ds.shuffle(10_000, seed=seed).batch(batch_size).prefetch(2)
+        test_batches = test_ds.batch(512).prefetch(2)
+        monitor = BinarizationMonitor(test_batches)
+        fit_callbacks = [
+            *binarized.callbacks,
+            monitor,
+            _SaveActivations(monitor, os.path.join(out, "activations.npz")),
+            tf.keras.callbacks.CSVLogger(os.path.join(out, "history.csv"), append=resume),
+            tf.keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
+            StopOnNonFinite(os.path.join(out, "backup") + " (continue with --resume)"),
+            # Last: it saves after every other callback has updated its state for the epoch.
+            tf.keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
+            *callbacks,
+        ]
+        fit_start = time.time()
+        # No validation_data for fit: the monitor's soft pass is the same evaluation (plus the hard
+        # one), and a third pass over the test set would cost as much again.
+        keras_model.fit(train_batches, epochs=epochs, callbacks=fit_callbacks, verbose=verbose)
     train_seconds = time.time() - fit_start
     backup = os.path.join(out, "backup")
     if os.path.isdir(backup) and not os.listdir(backup):  # BackupAndRestore empties it on success
@@ -260,8 +467,14 @@ def train(
         "model": model,
         "recipe": recipe_obj.name,
         "recipe_params": recipe_obj.params,
-        "data": description,
+        "data": data.description,
+        "dataset": dataset if data_dir is None else None,
+        "data_dir": data_dir,
+        "train_images": data.train_images,
+        "test_images": data.test_images,
+        "skipped_images": data.skipped_images,
         "input_shape": list(shape),
+        "input_shape_source": data.shape_source,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -272,7 +485,6 @@ def train(
         "recalibration": recalibration,
         "tflite_accuracy": round(tflite_accuracy, 4),
         "tflite_keras_agreement": round(agreement, 4),
-        "test_images": sum(1 for _ in test_ds),
         "tflite_bytes": export_report.size_bytes,
         "float_tflite_bytes": export_report.float_size_bytes,
         "one_bit_limit_bytes": export_report.one_bit_limit_bytes,
