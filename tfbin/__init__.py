@@ -8,7 +8,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 
 _ensure_keras2()
 
-from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
+from tfbin import callbacks, data, layers, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
 from tfbin.batchnorm import recalibrate  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
@@ -20,6 +20,7 @@ __all__ = [
     "callbacks",
     "data",
     "hard",
+    "layers",
     "losses",
     "quantizers",
     "recalibrate",
