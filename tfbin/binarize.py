@@ -170,7 +170,12 @@ def _precision(quantizer):
 
 
 def is_binarized(layer) -> bool:
-    """A larq quantized layer whose input and kernel quantizers both have precision 1."""
+    """A larq quantized layer whose input and kernel quantizers both have precision 1, or an
+    ABC-Net layer (`tfbin.layers.ABCLayer`: binary bases of both)."""
+    from tfbin.layers import ABCLayer
+
+    if isinstance(layer, ABCLayer):
+        return True
     return _precision(getattr(layer, "input_quantizer", None)) == 1 and _precision(getattr(layer, "kernel_quantizer", None)) == 1
 
 
@@ -235,6 +240,11 @@ def _plan(model, recipe):
 
 def _quantized(layer, recipe):
     config = layer.get_config()
+    if recipe.layer_type is not None:
+        from tfbin.layers import from_float
+
+        config["kernel_constraint"] = recipe.make_kernel_constraint()
+        return from_float(recipe.layer_type, config, isinstance(layer, tf.keras.layers.Dense), **recipe.layer_config)
     cls = lq.layers.QuantDense if isinstance(layer, tf.keras.layers.Dense) else lq.layers.QuantConv2D
     config.update(
         input_quantizer=recipe.make_input_quantizer(),

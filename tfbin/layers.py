@@ -82,7 +82,7 @@ def activation_bases(x, shifts):
     out = []
     for n in range(shifts.shape[0]):
         z = x + shifts[n]
-        hard = _sign(z - 0.5)
+        hard = _sign(x + (shifts[n] - 0.5))  # x + c_n, c_n = v_n − 0.5: the deployed float op
         window = tf.cast((z >= 0.0) & (z <= 1.0), z.dtype)
         surrogate = z * tf.stop_gradient(window)
         out.append(hard + (surrogate - tf.stop_gradient(surrogate)))  # forward: exactly `hard`
