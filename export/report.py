@@ -44,7 +44,10 @@ class ExportReport:
         binary = sum(r["lce_op"] == "LceBconv2d" for r in self.layers)
         lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
         lines += ["| layer | type | LCE op | why not binary |", "|---|---|---|---|"]
-        lines += [f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'} | {r['reason'] or ''} |" for r in self.layers]
+        lines += [
+            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'}{' ×' + str(r['bconv_count']) if r.get('bconv_count', 1) > 1 else ''} | {r['reason'] or ''} |"
+            for r in self.layers
+        ]
         lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]
         lines += [
             f"| this model | {self.size_bytes:,} | 1 |",
