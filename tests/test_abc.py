@@ -279,3 +279,22 @@ def test_get_config_round_trips():
     assert ABCDense.from_config(dense.get_config()).get_config() == dense.get_config()
     with pytest.raises(ValueError, match=">= 1"):
         ABCDense(3, weight_bases=0)
+
+
+def test_unknown_spatial_size_pads_like_the_static_one(rng):
+    layer = ABCConv2D(3, 3, weight_bases=2, activation_bases=2, padding="same", pad_values=1.0, strides=2)
+    x = rng.normal(0, 1, (2, 7, 9, 4)).astype("float32")
+    static = layer(x).numpy()
+    dynamic = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 4])])(x).numpy()
+    np.testing.assert_array_equal(dynamic, static)
+
+
+def test_monitor_and_contrastive_loss_with_abc_layers():
+    model = abc_model()
+    x = np.random.default_rng(0).normal(size=(32, 10, 10, 2)).astype("float32")
+    monitor = tfbin.callbacks.BinarizationMonitor((x, np.arange(32) % 4), samples=16)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, np.arange(32) % 4, epochs=1, verbose=0, callbacks=[monitor])
+    assert monitor.saturation() == {"abc_a": 1.0, "abc_b": 1.0, "abc_c": 1.0, "all": 1.0}  # always hard
+    with pytest.raises(ValueError, match="ABC-Net layers"):
+        tfbin.losses.ContrastiveMI().attach(model)

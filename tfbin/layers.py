@@ -137,10 +137,11 @@ class ABCLayer:
 
 
 def _same_padding(size, kernel, stride, dilation):
-    """TensorFlow's 'same' padding (before, after) along one axis."""
+    """TensorFlow's 'same' padding (before, after) along one axis (`size` an int or a scalar tensor)."""
     effective = (kernel - 1) * dilation + 1
     out = -(-size // stride)
-    total = max((out - 1) * stride + effective - size, 0)
+    total = (out - 1) * stride + effective - size
+    total = max(total, 0) if isinstance(total, int) else tf.maximum(total, 0)
     return total // 2, total - total // 2
 
 
@@ -175,10 +176,8 @@ class ABCConv2D(ABCLayer, tf.keras.layers.Conv2D):
     def _pad(self, a):
         if self.padding != "same" or self.pad_values == 0.0:
             return a
-        pads = [
-            _same_padding(int(a.shape[1 + i]), self.kernel_size[i], self.strides[i], self.dilation_rate[i])
-            for i in range(2)
-        ]
+        sizes = [a.shape[1 + i] if a.shape[1 + i] is not None else tf.shape(a)[1 + i] for i in range(2)]
+        pads = [_same_padding(sizes[i], self.kernel_size[i], self.strides[i], self.dilation_rate[i]) for i in range(2)]
         return tf.pad(a, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]], constant_values=self.pad_values)
 
     def activation_approximation(self, x):
