@@ -1,11 +1,16 @@
 """tfbin: binary neural networks in Keras (larq) with verified LCE/TFLite export."""
+import re
+
 from setuptools import setup
+
+# One version: tfbin/__init__.py's, read as text (importing tfbin would need TensorFlow).
+VERSION = re.search(r'^__version__ = "([^"]+)"', open("tfbin/__init__.py", encoding="utf-8").read(), re.M).group(1)
 
 # models/, export/ and tuning/ sit at the top level of the repository but are installed as
 # subpackages of tfbin, so nothing generic ("models", "export") lands in site-packages.
 setup(
     name="tfbin",
-    version="0.1.0",
+    version=VERSION,
     description="Training binary neural networks in Keras/larq and shipping them through LCE",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

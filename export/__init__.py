@@ -24,12 +24,14 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io, mode, sharpness
-from tfbin.binarize import binarized_layers
+from tfbin import _graph, _io, mode, sharpness
+from tfbin.introspect import binarized_layers
+from tfbin.layers import ABCConv2D, ABCDense
 from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError, export_model
+from tfbin.export.thresholds import sign_inputs
 
 __all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin"]
 
@@ -74,7 +76,6 @@ def _histogram(ops) -> collections.Counter:
 
 def float_twin(model: tf.keras.Model) -> tf.keras.Model:
     """The same architecture with every larq layer as its plain Keras layer (no quantizers)."""
-    from tfbin import _graph
     import larq as lq
 
     plain = {
@@ -83,8 +84,6 @@ def float_twin(model: tf.keras.Model) -> tf.keras.Model:
         lq.layers.QuantDepthwiseConv2D: tf.keras.layers.DepthwiseConv2D,
     }
     larq_keys = {"input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics"}
-
-    from tfbin.layers import ABCConv2D, ABCDense
 
     plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
     larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
@@ -229,6 +228,11 @@ def convert(
 
     ops = _ops(flatbuffer)
     rows = _map_layers(model, mapping, refused, ops)
+    # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping)}
+    for row in rows:
+        sign = signs.get(row["layer"], {})
+        row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
     report = ExportReport(
         path=None if path is None else os.fspath(path),
         layers=rows,

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
+from tfbin.layers import ABCLayer
 from tfbin.export.rewrite import RewriteError, input_threshold
 
 __all__ = ["TIE_ULPS", "margins", "parity"]
@@ -35,8 +36,6 @@ def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.n
     `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold, 0 except for {0,1} rectifiers;
     the nearest of an ABC-Net layer's N thresholds `0.5 − v_n`),
     computed with the model in its hard form (the caller's responsibility)."""
-    from tfbin.layers import ABCLayer
-
     layers, thresholds = [], []
     for layer in binarized_layers(model):
         if isinstance(layer, ABCLayer):  # N thresholds: A_n = sign(x + (v_n − 0.5))

@@ -43,9 +43,10 @@ class ExportReport:
         lines = [f"# Export report: {self.path or '(in memory)'}", ""]
         binary = sum(r["lce_op"] == "LceBconv2d" for r in self.layers)
         lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
-        lines += ["| layer | type | LCE op | why not binary |", "|---|---|---|---|"]
+        lines += ["| layer | type | LCE op | why not binary | BN → sign of its input |", "|---|---|---|---|---|"]
         lines += [
-            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'}{' ×' + str(r['bconv_count']) if r.get('bconv_count', 1) > 1 else ''} | {r['reason'] or ''} |"
+            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'}{' ×' + str(r['bconv_count']) if r.get('bconv_count', 1) > 1 else ''} | {r['reason'] or ''} | "
+            f"{r.get('sign_input') or ''}{': ' + r['sign_input_detail'] if r.get('sign_input_detail') else ''} |"
             for r in self.layers
         ]
         lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin import _graph
-from tfbin.binarize import is_binarized
+from tfbin.introspect import is_binarized
 from tfbin.layers import ABCLayer
 from tfbin.quantizers import BoundedRectifier, SoftHardQuantizer
 

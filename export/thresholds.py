@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin.introspect import binarized_layers, is_binarized
+
 __all__ = ["sign_inputs"]
 
 # Ops that produce a bitpacked tensor from a binary conv's thresholded output.
@@ -74,8 +76,6 @@ def sign_inputs(model, flatbuffer: bytes, mapping: dict) -> list[dict]:
     """Per binarized layer (export mapping `{layer name: export layer name}`): whether the sign of
     its input became a fused output threshold of the previous binary conv (`"fused"`), ran as
     `LceQuantize` after float ops (`"float"`, with the reason), or could not be found."""
-    from tfbin.binarize import binarized_layers, is_binarized
-
     operators, tensor_names = _operators(flatbuffer)
     producer = {t: name for name, _, outputs in operators for t in outputs}
     rows = []

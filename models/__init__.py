@@ -15,12 +15,14 @@ from typing import Callable
 import larq as lq
 import tensorflow as tf
 
-from tfbin.binarize import Binarized, binarize, is_binarized
+from tfbin.binarize import Binarized, binarize
+from tfbin.introspect import is_binarized
 from tfbin.layers import ABCLayer
 from tfbin.models import small
 from tfbin.models.small import HardTanh, ZeroPadShortcut
 from tfbin.models.zoo import ZOO, build_zoo
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign
+from tfbin.training import unwrap
 
 __all__ = ["available", "build", "default_input_shape", "summary", "HardTanh", "ZeroPadShortcut"]
 
@@ -108,8 +110,6 @@ def summary(model: tf.keras.Model, print_fn=print) -> dict:
     Returns the figures as a dict: parameter count, model size in bytes (larq's bit count of
     each weight's precision), binarized MAC ratio, and per-layer rows.
     """
-    from tfbin.training import unwrap
-
     model = unwrap(model)
     profile = lq.models.ModelProfile(model)
     if print_fn is not None:

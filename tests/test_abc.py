@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import export, recipes
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.layers import ABCConv2D, ABCDense, weight_bases, weight_shifts
 from tfbin.testing import randomize_batch_norm
 

@@ -13,7 +13,7 @@ import tfbin
 from tfbin.testing import tflite_without_names
 from tfbin import export, models
 from tfbin.losses import ContrastiveMI, Distillation
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.training import TrainingModel
 
 
@@ -63,8 +63,9 @@ def test_the_bank_keeps_the_labels_of_its_entries(rng):
     wrapped.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     x, y = rng.uniform(0, 1, (32, 28, 28, 1)).astype("float32"), rng.integers(0, 10, 32)
     wrapped.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
-    # Newest first: the second batch's labels, then the first batch's first 8.
-    np.testing.assert_array_equal(wrapped.terms[0]._bank_labels.numpy(), np.concatenate([y[16:], y[:8]]))
+    # A ring buffer: the second batch fills slots 16-23, then overwrites the oldest, 0-7.
+    np.testing.assert_array_equal(wrapped.terms[0]._bank_labels.numpy(), np.concatenate([y[24:32], y[8:16], y[16:24]]))
+    assert wrapped.terms[0]._filled.numpy() == 24 and wrapped.terms[0]._position.numpy() == 8
 
 
 def test_recipe_defaults_follow_cmims_code():

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tfbin
 from tfbin import export, models, recipes
 from tfbin import quantizers as Q
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.export.rewrite import export_model
 from tfbin.testing import randomize_batch_norm
 
@@ -37,6 +37,9 @@ def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path
     bconvs = [getattr(l, "weight_bases", 1) * getattr(l, "activation_bases", 1) for l in binarized_layers(model)]  # M·N for ABC-Net
     assert [r["bconv_count"] for r in report.layers] == bconvs
     assert report.op_histogram["LceBconv2d"] == sum(bconvs) and report.op_histogram["CONV_2D"] == 1
+    # fmnist_small is conv → pool → BN: only the BN right after a binary conv becomes thresholds
+    # (not for ABC-Net: its N shifted signs of one input run as float ADD → LceQuantize).
+    assert [r["sign_input"] for r in report.layers] == (["float"] * 4 if recipe == "abc" else ["float", "float", "fused", "float"])
     parity = report.parity
     assert parity["samples"] == 1000 and parity["passed"]
     assert parity["tie_free_fraction"] >= 0.4

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import models, recipes
-from tfbin.binarize import _is_larq_binary_weight_layer, binarized_layers
+from tfbin.binarize import _is_larq_binary_weight_layer
+from tfbin.introspect import binarized_layers
 from tfbin.models.zoo import ZOO
 
 SMALL_INPUTS = {"xnornet": (217, 217, 3), "binary_alexnet": (57, 57, 3), "dorefanet": (44, 44, 3)}

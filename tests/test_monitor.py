@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import models
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 from tfbin.callbacks import BinarizationMonitor
 from tfbin.testing import randomize_batch_norm
 

@@ -409,3 +409,44 @@ def test_dab_refresh_every_sorts_only_every_nth_call_and_keeps_the_hard_form_exa
     assert config["refresh_every"] == 3 and Q.DistributionAwareSign.from_config(config).refresh_every == 3
     with pytest.raises(ValueError, match="refresh_every"):
         Q.DistributionAwareSign(refresh_every=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Q.SelfBinarizingSign(),
+        lambda: Q.SelfBinarizingSign(normalize=True),
+        lambda: Q.BoundedRectifier(offset=0.3),
+        lambda: Q.BoundedRectifier(symmetric=True),
+    ],
+    ids=["sbn", "sbn_normalized", "abr", "abr_symmetric"],
+)
+def test_hard_forward_blend_keeps_the_soft_gradient(rng, make):
+    # q = soft + h·stopgrad(hard − soft): at h = 1 the forward is exactly the hard form, at any h
+    # the gradient (input and slope) is the soft form's, h = 0.25 blends the values linearly.
+    x = tf.constant(rng.normal(size=(40, 3, 4)).astype("float32"))
+    q = make()
+    q(x)
+    sharpness.set(q, "v", 2.5)
+    if isinstance(q, Q.BoundedRectifier):
+        q.slope.assign([0.5, 1.0, 2.0, 4.0])
+    upstream = tf.constant(rng.normal(size=(40, 3, 4)).astype("float32"))
+
+    def forward_and_gradients(h):
+        sharpness.set(q, "h", h)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = q(x)
+            loss = tf.reduce_sum(y * upstream)
+        return y.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *q.trainable_weights])]
+
+    soft, soft_grads = forward_and_gradients(0.0)
+    blended, blended_grads = forward_and_gradients(0.25)
+    hard_forward, hard_grads = forward_and_gradients(1.0)
+    q.hard_mode = True
+    np.testing.assert_array_equal(hard_forward, q(x).numpy())
+    np.testing.assert_allclose(blended, soft + 0.25 * (hard_forward - soft), rtol=1e-6, atol=1e-6)
+    for g0, g1, g2 in zip(soft_grads, blended_grads, hard_grads):
+        assert np.abs(g0).sum() > 0
+        np.testing.assert_array_equal(g0, g1)
+        np.testing.assert_array_equal(g0, g2)

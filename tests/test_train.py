@@ -55,8 +55,13 @@ def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_f
     report = json.load(open(os.path.join(out, "model.report.json")))
     assert summary["test_images"] == 16  # 20 % of 80
     assert history["epoch"] == [0.0]
-    # The monitor's hard accuracy after the last epoch is the hard accuracy reported.
-    assert abs(history["val_hard_accuracy"][-1] - summary["hard_accuracy"]) < 1e-4
+    # The monitor's hard accuracy after the last epoch is the accuracy before recalibration; the
+    # reported one is after it when it was kept (decided on training images only), else the same.
+    assert abs(history["val_hard_accuracy"][-1] - summary["hard_accuracy_before_recalibration"]) < 1e-4
+    recal = summary["recalibration"]
+    assert recal["applied"] == (recal["train_hard_accuracy_after"] >= recal["train_hard_accuracy_before"])
+    if not recal["applied"]:
+        assert summary["hard_accuracy"] == summary["hard_accuracy_before_recalibration"]
     assert summary["tflite_bytes"] == report["size_bytes"] == os.path.getsize(os.path.join(out, "model.tflite"))
     assert summary["binarized_layers_as_lce_bconv"] == "4/4"
     assert summary["tflite_keras_agreement"] == 1.0

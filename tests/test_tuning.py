@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import tuning
-from tfbin.binarize import binarized_layers
+from tfbin.introspect import binarized_layers
 
 
 def _data(n=128, seed=0):

@@ -7,7 +7,9 @@ import numpy as np
 
 from tfbin import schedules as schedules_lib
 from tfbin import sharpness
+from tfbin.introspect import binarized_layers
 from tfbin.mode import hard_forms
+from tfbin.training import unwrap
 from tfbin.quantizers import SoftHardQuantizer
 
 __all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]
@@ -152,9 +154,6 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
         self.histograms: dict[str, np.ndarray] = {}
 
     def _setup(self):
-        from tfbin.binarize import binarized_layers
-        from tfbin.training import unwrap
-
         model = unwrap(self.model)
         self._layers = binarized_layers(model)
         if not self._layers:

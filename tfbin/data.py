@@ -30,7 +30,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DataUnavailableError", "available", "load", "prepare", "info"]
+__all__ = ["DataUnavailableError", "available", "load", "prepare", "info", "adapt"]
 
 FASHION_MNIST_DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -214,3 +214,23 @@ def load(
 def info(name: str, *, data_dir: str | None = None):
     """TFDS `DatasetInfo` of a prepared dataset (shapes, class names, split sizes)."""
     return prepare(name, data_dir=data_dir).info
+
+
+def adapt(dataset: tf.data.Dataset, input_shape) -> tf.data.Dataset:
+    """Resize images and repeat (or average) channels so they fit a model's `(H, W, C)` input."""
+    height, width, channels = (int(d) for d in input_shape)
+
+    def fit(image, label):
+        image = tf.cast(image, tf.float32)
+        if image.shape[-1] != channels:
+            if image.shape[-1] == 1:
+                image = tf.repeat(image, channels, axis=-1)
+            elif channels == 1:
+                image = tf.reduce_mean(image, axis=-1, keepdims=True)
+            else:
+                raise ValueError(f"Cannot adapt {image.shape[-1]}-channel images to a {channels}-channel model input.")
+        if tuple(image.shape[:2]) != (height, width):
+            image = tf.image.resize(image, (height, width))
+        return image, label
+
+    return dataset.map(fit, num_parallel_calls=tf.data.AUTOTUNE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfbin.quantizers import BoundedRectifier
+from tfbin.introspect import binarized_layers
 from tfbin.training import TrainingModel
 
 __all__ = ["SlopeGrowth", "ContrastiveMI", "Distillation"]
@@ -191,8 +192,6 @@ class ContrastiveMI(_WrappingLoss):
         self._quantizers = []
 
     def taps(self, inner):
-        from tfbin.binarize import binarized_layers
-
         candidates = binarized_layers(inner)
         if not candidates:
             raise ValueError(f"ContrastiveMI: {inner.name!r} has no binarized layer to contrast; binarize it first.")
@@ -239,6 +238,11 @@ class ContrastiveMI(_WrappingLoss):
                 name="bank_filled", shape=(), dtype=tf.int32, initializer="zeros", trainable=False,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+            # A ring buffer: the next write position; entries [0, filled) hold embeddings.
+            self._position = self.add_weight(
+                name="bank_position", shape=(), dtype=tf.int32, initializer="zeros", trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
         return [l.input for l in chosen]
 
     def _pool(self, x):
@@ -250,13 +254,15 @@ class ContrastiveMI(_WrappingLoss):
 
     def info_nce(self, anchors, positives, negatives=None, same=None):
         """`mean_i −log softmax_i` of row i of `[anchors·positivesᵀ | anchors·negativesᵀ] / τ`;
-        entries where `same` (`[B, B + M]`, off the diagonal) is true are left out."""
+        entries where `same` (`[B, B + M]` or broadcastable to it, off the diagonal) is true are
+        left out."""
         logits = tf.matmul(anchors, positives, transpose_b=True) / self.temperature
         if negatives is not None:
             logits = tf.concat([logits, tf.matmul(anchors, negatives, transpose_b=True) / self.temperature], axis=1)
         index = tf.range(tf.shape(anchors)[0])
         if same is not None:
             diagonal = tf.one_hot(index, tf.shape(logits)[1], on_value=True, off_value=False)
+            same = tf.broadcast_to(same, tf.shape(logits))
             logits = tf.where(tf.logical_and(same, tf.logical_not(diagonal)), tf.constant(-1e9, logits.dtype), logits)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(index, logits))
 
@@ -292,21 +298,27 @@ class ContrastiveMI(_WrappingLoss):
             if others is not None:
                 columns.append(others)
             if self.bank_size:
-                columns.append(tf.boolean_mask(self._bank_labels, tf.range(self.bank_size) < self._filled))
+                columns.append(self._bank_labels)
             same = tf.equal(ids[:, None], tf.concat(columns, 0)[None, :])
-        total, updates = 0.0, []
+
+        excluded, total, updates = same, 0.0, []
         for i, (latent, quantizer, (head_f, head_b)) in enumerate(zip(taps, self._quantizers, self._heads)):
             z_f = _l2_normalize(head_f(self._pool(latent)))
             z_b = _l2_normalize(head_b(self._pool(quantizer(latent))))
             neg_f, neg_b = self._others(z_f), self._others(z_b)
             if self.bank_size:
                 bank_f, bank_b = self._banks[i]
-                valid = tf.range(self.bank_size) < self._filled
-                memory_f, memory_b = tf.boolean_mask(bank_f, valid), tf.boolean_mask(bank_b, valid)
+                memory_f, memory_b = tf.convert_to_tensor(bank_f), tf.convert_to_tensor(bank_b)
                 neg_f = memory_f if neg_f is None else tf.concat([neg_f, memory_f], 0)
                 neg_b = memory_b if neg_b is None else tf.concat([neg_b, memory_b], 0)
                 updates.append((bank_f, z_f, bank_b, z_b))
-            total += 0.5 * (self.info_nce(z_b, z_f, neg_f, same) + self.info_nce(z_f, z_b, neg_b, same))
+                if i == 0:
+                    # The whole bank takes part in the matmul (no copy of its filled part);
+                    # entries not yet written are left out like same-label ones.
+                    prefix = tf.shape(z_f)[0] + tf.shape(neg_f)[0] - self.bank_size
+                    unwritten = tf.concat([tf.zeros([prefix], tf.bool), tf.range(self.bank_size) >= self._filled], 0)[None, :]
+                    excluded = unwritten if same is None else tf.logical_or(same, unwritten)
+            total += 0.5 * (self.info_nce(z_b, z_f, neg_f, excluded) + self.info_nce(z_f, z_b, neg_b, excluded))
         if training and self.bank_size:
             self._enqueue(updates, ids)
         return total / len(taps)
@@ -315,15 +327,31 @@ class ContrastiveMI(_WrappingLoss):
         # Every replica pushes the whole global batch, so the banks stay identical on all of them.
         context = tf.distribute.get_replica_context()
         gather = (lambda z: context.all_gather(z, axis=0)) if context and context.num_replicas_in_sync > 1 else (lambda z: z)
+        # Written in place over the oldest entries (a ring buffer): no copy of the bank per step.
         count = None
         for bank_f, z_f, bank_b, z_b in updates:
             for bank, z in ((bank_f, z_f), (bank_b, z_b)):
-                new = gather(tf.stop_gradient(z))
-                bank.assign(tf.concat([new, bank], axis=0)[: self.bank_size])
+                new = gather(tf.stop_gradient(z))[: self.bank_size]
                 count = tf.shape(new)[0]
+                self._write(bank, self._slots(count), new)
         if ids is not None:
-            self._bank_labels.assign(tf.concat([gather(ids), self._bank_labels], axis=0)[: self.bank_size])
+            self._write(self._bank_labels, self._slots(count), gather(ids)[: self.bank_size])
         self._filled.assign(tf.minimum(self._filled + count, self.bank_size))
+        self._position.assign((self._position + count) % self.bank_size)
+
+    @staticmethod
+    def _write(variable, slots, values):
+        if tf.distribute.has_strategy():
+            # Mirrored variables have no scatter in replica context: assign the whole (identical
+            # on every replica) new value.
+            variable.assign(tf.tensor_scatter_nd_update(variable, slots, values))
+        else:
+            variable.scatter_nd_update(slots, values)
+
+    def _slots(self, count):
+        return ((self._position + tf.range(count)) % self.bank_size)[:, None]
+
+
 
     def get_config(self):
         return {

@@ -6,6 +6,7 @@ import contextlib
 import tensorflow as tf
 
 from tfbin import sharpness
+from tfbin.introspect import binarized_layers
 
 __all__ = ["hard"]
 
@@ -48,8 +49,6 @@ def hard(model: tf.keras.Model):
     """
     quantizers = sharpness.quantizers(model)
     if not quantizers:
-        from tfbin.binarize import binarized_layers
-
         if binarized_layers(model):  # larq quantizers only (e.g. ste_sign): already the deployed form
             yield model
             return

@@ -20,6 +20,8 @@ import math
 import larq as lq
 import tensorflow as tf
 
+from tfbin.schedules import EDE_T_MIN
+
 __all__ = [
     "SoftHardQuantizer",
     "SelfBinarizingSign",
@@ -145,6 +147,54 @@ def _ede_sign(x, t, k):
     return _call(x)
 
 
+def _blended_tanh(x, v, h):
+    """`tanh(v·x) + h·(sign(x) − tanh(v·x))` forward, `v·(1 − tanh²(v·x))` backward.
+
+    One custom-gradient op instead of autodiff through the blend: the backward is the soft
+    form's derivative whatever `h` is (the blend's hard part carries no gradient), one fused
+    `TanhGrad` pass over the activations."""
+
+    @tf.custom_gradient
+    def _call(x):
+        y = tf.tanh(v * x)
+
+        def grad(dy):
+            return tf.raw_ops.TanhGrad(y=y, dy=dy * v)
+
+        return y + h * (lq.math.sign(x) - y), grad
+
+    return _call(x)
+
+
+def _blended_ramp(x, slope, h, symmetric, offset):
+    """The bounded rectifier's ramp blended with its step, as one custom-gradient op.
+
+    Forward `r + h·(step − r)` with `r = clip(s·x + c, 0, 1)` and `step = 1[s·x + c ≥ 0.5]`
+    (symmetric: `r = clip(s·x, −1, 1)`, `step = sign(x)`); backward the ramp's derivative,
+    `∂/∂x = s·1[inside]` and `∂/∂s = Σ x·1[inside]` over all axes but the channel one."""
+
+    @tf.custom_gradient
+    def _call(x, slope):
+        if symmetric:
+            pre = slope * x
+            ramp = tf.clip_by_value(pre, -1.0, 1.0)
+            inside = tf.abs(pre) < 1.0
+            step = lq.math.sign(x)
+        else:
+            pre = slope * x + offset
+            ramp = tf.clip_by_value(pre, 0.0, 1.0)
+            inside = (pre > 0.0) & (pre < 1.0)
+            step = tf.where(pre >= 0.5, 1.0, 0.0)
+
+        def grad(dy):
+            g = tf.where(inside, dy, tf.zeros_like(dy))
+            return g * slope, tf.reduce_sum(g * x, _channel_axes(x))
+
+        return ramp + h * (step - ramp), grad
+
+    return _call(x, slope)
+
+
 @_register("self_binarizing_sign")
 class SelfBinarizingSign(SoftHardQuantizer):
     r"""Self-Binarizing Networks' smooth sign, sharpened during training.
@@ -185,12 +235,11 @@ class SelfBinarizingSign(SoftHardQuantizer):
         self.normalize = bool(normalize)
 
     def soft(self, x):
-        hard = self.hard(x)
         if self.normalize:
             axes = _channel_axes(x)
             x = x / tf.stop_gradient(tf.reduce_mean(tf.abs(x), axes, keepdims=True) + 1e-12)
-        y = tf.tanh(self.sharpness("v") * x)
-        return y + self.sharpness("h") * tf.stop_gradient(hard - y)
+        v, h = (tf.convert_to_tensor(self.sharpness(r)) for r in ("v", "h"))
+        return _blended_tanh(x, v, h)  # sign(x/m) = sign(x): the blend's step is unchanged
 
     def hard(self, x):
         return lq.math.sign(x)
@@ -222,7 +271,7 @@ class EDESign(SoftHardQuantizer):
         t, k: names of the sharpness weights (initial values 0.1 and 10, IR-Net's module defaults).
     """
 
-    sharpness_defaults = {"t": 0.1, "k": 10.0}
+    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
 
     def __init__(self, t: str = "t", k: str = "k", **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})
@@ -263,7 +312,7 @@ class LibraSign(SoftHardQuantizer):
     `modules/ir_1w1a.py`).
     """
 
-    sharpness_defaults = {"t": 0.1, "k": 10.0}
+    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
 
     def __init__(self, t: str = "t", k: str = "k", epsilon: float = 1e-8, **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})
@@ -386,11 +435,8 @@ class BoundedRectifier(SoftHardQuantizer):
         return self.sharpness("v") * self.slope
 
     def soft(self, x):
-        if self.symmetric:
-            y = tf.clip_by_value(self.effective_slope() * x, -1.0, 1.0)
-        else:
-            y = tf.clip_by_value(self.effective_slope() * x + self.offset, 0.0, 1.0)
-        return y + self.sharpness("h") * tf.stop_gradient(self.hard(x) - y)
+        h = tf.convert_to_tensor(self.sharpness("h"))
+        return _blended_ramp(x, self.effective_slope(), h, self.symmetric, self.offset)
 
     def hard(self, x):
         if self.symmetric:

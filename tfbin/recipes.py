@@ -23,7 +23,9 @@ import tensorflow as tf
 
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler
+from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
+from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
 __all__ = ["Recipe", "register", "get", "available"]
@@ -77,8 +79,6 @@ class Recipe:
         self.layer_type = layer_type
         self.layer_config = json.loads(json.dumps(layer_config or {}))
         if layer_type is not None:
-            from tfbin.layers import LAYER_TYPES
-
             if layer_type not in LAYER_TYPES:
                 raise ValueError(f"Recipe {name!r}: unknown layer_type {layer_type!r}; the layer types are {sorted(LAYER_TYPES)}.")
             if input_quantizer is not None or kernel_quantizer is not None:
@@ -117,8 +117,6 @@ class Recipe:
         except ValueError as err:
             if not isinstance(identifier, str):
                 raise
-            from tfbin import quantizers as tfbin_quantizers
-
             tfbin_aliases = sorted(getattr(tfbin_quantizers, n).alias for n in tfbin_quantizers.__all__ if hasattr(getattr(tfbin_quantizers, n), "alias"))
             raise ValueError(
                 f"Unknown quantizer {identifier!r}; tfbin's are {tfbin_aliases}, larq's include "
@@ -299,7 +297,7 @@ def self_binarizing(
 
 @register("irnet")
 def irnet(
-    epochs=None, t_min: float = 0.1, t_max: float = 10.0, update_freq: str = "epoch", keep_full_precision=("first", "last")
+    epochs=None, t_min: float = schedules_lib.EDE_T_MIN, t_max: float = schedules_lib.EDE_T_MAX, update_freq: str = "epoch", keep_full_precision=("first", "last")
 ) -> Recipe:
     """IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's `t` log-linear from `t_min`
     to `t_max` over `epochs` and `k = max(1/t, 1)`, updated per epoch as the official code."""
@@ -319,8 +317,8 @@ def irnet(
 @register("irnet_cmim")
 def irnet_cmim(
     epochs=None,
-    t_min: float = 0.1,
-    t_max: float = 10.0,
+    t_min: float = schedules_lib.EDE_T_MIN,
+    t_max: float = schedules_lib.EDE_T_MAX,
     cmim_weight: float = 0.1,
     temperature: float = 0.1,
     projection_dim: int = 128,

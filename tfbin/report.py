@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from tfbin import _io
+from tfbin.recipes import Recipe
 
 __all__ = ["read_history", "draw"]
 
@@ -120,8 +121,6 @@ def draw(out: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from tfbin.recipes import Recipe
 
     history = read_history(out)
     recipe = Recipe.from_json(open(os.path.join(out, "recipe.json")).read())

@@ -186,7 +186,11 @@ class Delayed(Schedule):
         return {"schedule": tf.keras.utils.serialize_keras_object(self.schedule), "warmup": self.warmup}
 
 
-def ede(t_min: float = 0.1, t_max: float = 10.0, epochs: float = 400) -> dict[str, Schedule]:
+# IR-Net's EDE range (the paper's T_min and T_max): the one place these defaults live.
+EDE_T_MIN, EDE_T_MAX = 0.1, 10.0
+
+
+def ede(t_min: float = EDE_T_MIN, t_max: float = EDE_T_MAX, epochs: float = 400) -> dict[str, Schedule]:
     """IR-Net's EDE schedules: `{"t": Exponential(t_min, t_max, epochs), "k": max(1/t, 1)}`.
 
     Defaults are the paper's (T_min = 0.1, T_max = 10); the official 1w1a ResNet-20 script uses

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfbin.training import unwrap
+
 
 def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
     """Give every BatchNormalization layer non-trivial statistics and affine parameters.
@@ -11,8 +13,6 @@ def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
     A freshly built model has BN at identity (γ=1, β=0, μ=0, σ²=1), which hides errors in the
     thresholds and multipliers LCE folds BN into; these values exercise them.
     """
-    from tfbin.training import unwrap
-
     model = unwrap(model)  # a training model's BNs are those of the model it trains
     rng = np.random.default_rng(seed)
     draw = {

@@ -29,35 +29,18 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io
+from tfbin import _io, export, models, report
 from tfbin import data as data_lib
+from tfbin import recipes as recipes_lib
+from tfbin.data import adapt
+from tfbin.batchnorm import recalibrate
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
 from tfbin.training import unwrap
 
-__all__ = ["train", "adapt", "load_folder"]
+__all__ = ["train", "load_folder"]
 
 RESULT_FILES = ("model.keras", "model.tflite", "model.report.json", "recipe.json", "history.csv", "history.json", "summary.json")
-
-
-def adapt(dataset: tf.data.Dataset, input_shape) -> tf.data.Dataset:
-    """Resize images and repeat (or average) channels so they fit a model's `(H, W, C)` input."""
-    height, width, channels = (int(d) for d in input_shape)
-
-    def fit(image, label):
-        image = tf.cast(image, tf.float32)
-        if image.shape[-1] != channels:
-            if image.shape[-1] == 1:
-                image = tf.repeat(image, channels, axis=-1)
-            elif channels == 1:
-                image = tf.reduce_mean(image, axis=-1, keepdims=True)
-            else:
-                raise ValueError(f"Cannot adapt {image.shape[-1]}-channel images to a {channels}-channel model input.")
-        if tuple(image.shape[:2]) != (height, width):
-            image = tf.image.resize(image, (height, width))
-        return image, label
-
-    return dataset.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2):
@@ -130,13 +113,43 @@ def _check_out(out: str, resume: bool):
         raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out.")
 
 
+def _hard_accuracy(model, batches) -> float:
+    """Accuracy of the hard (deployed) form of `model` on `(x, y)` batches."""
+    correct = total = 0
+    with hard(model):
+        for x, y in batches:
+            correct += int((model.predict_on_batch(x).argmax(-1) == y.numpy()).sum())
+            total += len(y)
+    return correct / total
+
+
+def _recalibrate_if_it_helps(model, train_ds, batch_size, steps=100, check_images=2000) -> dict:
+    """`tfbin.recalibrate` the deployed model's BatchNorm statistics on `steps` training batches
+    and keep them when the hard accuracy on `check_images` training images does not drop (the
+    test set is not consulted: it scores the result once)."""
+    norms = [l for l in model.submodules if isinstance(l, tf.keras.layers.BatchNormalization)]
+    if not norms:
+        return {"applied": False, "reason": "no BatchNormalization"}
+    check = train_ds.take(check_images).batch(512)
+    saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in norms]
+    before = _hard_accuracy(model, check)
+    recalibrate(model, train_ds.batch(batch_size), steps=steps)
+    after = _hard_accuracy(model, check)
+    if after < before:
+        for bn, (mean, variance) in zip(norms, saved):
+            bn.moving_mean.assign(mean)
+            bn.moving_variance.assign(variance)
+    return {"applied": after >= before, "steps": steps, "check_images": check_images,
+            "train_hard_accuracy_before": round(before, 4), "train_hard_accuracy_after": round(after, 4)}
+
+
 def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
-    """Accuracy of the `.tflite` on the whole test set (LCE interpreter) and its argmax agreement
-    with the hard Keras model on the same images."""
+    """Accuracy of the `.tflite` on the whole test set (LCE interpreter), its argmax agreement
+    with the hard Keras model on the same images, and the hard Keras model's accuracy."""
     import larq_compute_engine as lce
 
     interpreter = lce.testing.Interpreter(flatbuffer, num_threads=2, use_reference_bconv=False)
-    correct, agree, total = 0, 0, 0
+    correct, agree, keras_correct, total = 0, 0, 0, 0
     with hard(keras_model):
         for x, y in test_ds.batch(batch_size):
             x = x.numpy()
@@ -144,8 +157,9 @@ def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
             keras = keras_model.predict_on_batch(x).argmax(-1)
             correct += int((lite == y.numpy()).sum())
             agree += int((lite == keras).sum())
+            keras_correct += int((keras == y.numpy()).sum())
             total += len(x)
-    return correct / total, agree / total
+    return correct / total, agree / total, keras_correct / total
 
 
 def train(
@@ -173,9 +187,6 @@ def train(
     `callbacks` are added to `fit`'s (e.g. to stop early). With `resume=True` an interrupted run in
     `out` continues at the epoch it reached, with the same schedules and optimizer state.
     """
-    from tfbin import export, models, report
-    from tfbin import recipes as recipes_lib
-
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
     if model not in models.available():
@@ -224,13 +235,16 @@ def train(
         os.rmdir(backup)
 
     deployed = unwrap(keras_model)
+    # BN statistics were averaged over training, largely on soft activations: re-estimate them
+    # on the deployed (hard) form where that helps (tfbin.recalibrate).
+    recalibration = _recalibrate_if_it_helps(deployed, train_ds, batch_size)
     model_path = os.path.join(out, "model.keras")
     _io.save_model_atomic(deployed, model_path)
 
     history = report.read_history(out)
     _io.write_text_atomic(os.path.join(out, "history.json"), json.dumps(history, indent=1) + "\n")
     # The monitor evaluated the final weights on the whole test set after the last epoch.
-    soft, hard_accuracy = history["val_soft_accuracy"][-1], history["val_hard_accuracy"][-1]
+    soft, hard_before = history["val_soft_accuracy"][-1], history["val_hard_accuracy"][-1]
 
     x_sample = np.concatenate([x.numpy() for x, _ in test_ds.batch(500).take(2)])
     tflite_path = os.path.join(out, "model.tflite")
@@ -240,7 +254,7 @@ def train(
         report_path=os.path.join(out, "model.report.json"),
     )
     with open(tflite_path, "rb") as f:
-        tflite_accuracy, agreement = _tflite_accuracy(f.read(), test_ds, deployed, 512)
+        tflite_accuracy, agreement, hard_accuracy = _tflite_accuracy(f.read(), test_ds, deployed, 512)
     binary_layers = sum(r["lce_op"] == "LceBconv2d" for r in export_report.layers)
     summary = {
         "model": model,
@@ -254,6 +268,8 @@ def train(
         "seed": seed,
         "soft_accuracy": round(soft, 4),
         "hard_accuracy": round(hard_accuracy, 4),
+        "hard_accuracy_before_recalibration": round(hard_before, 4),
+        "recalibration": recalibration,
         "tflite_accuracy": round(tflite_accuracy, 4),
         "tflite_keras_agreement": round(agreement, 4),
         "test_images": sum(1 for _ in test_ds),

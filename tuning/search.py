@@ -5,7 +5,9 @@ import json
 import os
 import time
 
-from tfbin import _io
+from tfbin import _io, data, models
+from tfbin.data import adapt
+from tfbin.tuning import BayesianOptimization, Hyperband, RandomSearch, SearchSpace
 
 __all__ = ["tune", "TUNERS"]
 
@@ -13,8 +15,6 @@ TUNERS = ("random", "bayesian", "hyperband")
 
 
 def _splits(dataset, train_samples, validation_samples):
-    from tfbin import data
-
     if dataset not in data.available():
         raise ValueError(f"Unknown dataset {dataset!r}; the built-in datasets are {data.available()}.")
     total = data.info(dataset).splits["train"].num_examples
@@ -45,10 +45,6 @@ def tune(
     """Search `recipe`'s space for `model` on `dataset`; writes `out/best_recipe.json` and
     `out/summary.json`. Run again with the same `out` to resume: finished trials are kept and the
     interrupted one runs again."""
-    from tfbin import models
-    from tfbin.train import adapt
-    from tfbin.tuning import BayesianOptimization, Hyperband, RandomSearch, SearchSpace
-
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}; choose from {list(TUNERS)}.")
     if trials < 1 or max_epochs < 1:

@@ -19,7 +19,7 @@ _PHASES = {
     "warmup": ("float", 0.0, 0.3, "linear", 0.0),  # fraction of training held at the start value
     "hardening": ("float", 0.0, 0.3, "linear", 0.0),  # fraction held at the end value
 }
-_EDE = {"t_start": ("float", 0.01, 1.0, "log", 0.1), "t_end": ("float", 1.0, 100.0, "log", 10.0)}
+_EDE = {"t_start": ("float", 0.01, 1.0, "log", schedules_lib.EDE_T_MIN), "t_end": ("float", 1.0, 100.0, "log", schedules_lib.EDE_T_MAX)}
 _SBN = {"v_start": ("float", 0.5, 5.0, "log", 1.0), "v_end": ("float", 100.0, 10_000.0, "log", 1000.0)}
 _CMIM = {"cmim_weight": ("float", 0.01, 1.0, "log", 0.1), "temperature": ("float", 0.05, 0.5, "log", 0.1)}
 DEFAULT_SPACES = {

@@ -13,6 +13,7 @@ import os
 import keras_tuner as kt
 import tensorflow as tf
 
+from tfbin import models
 from tfbin.callbacks import BinarizationMonitor
 from tfbin.training import unwrap
 from tfbin.tuning.space import SearchSpace
@@ -70,8 +71,6 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         project_name=None,
         overwrite: bool = False,
     ):
-        from tfbin import models
-
         if model not in models.available():
             raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
         if int(max_epochs) < 1:
@@ -86,8 +85,6 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         )
 
     def _build(self, hp):
-        from tfbin import models
-
         recipe = self.hypermodel.build(hp)
         binarized = models.build(self.model_name, recipe, input_shape=self.input_shape, num_classes=self.num_classes)
         binarized.model.compile(

@@ -1,0 +1,41 @@
+"""What a model is made of: its binarized layers.
+
+The one place that decides which layers count as binarized, low in the import graph so that
+recipes, callbacks, losses, the hard-form switch and the exporter can all ask it.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tfbin.layers import ABCLayer
+from tfbin.training import unwrap
+
+__all__ = ["precision", "is_binarized", "binarized_layers", "all_layers"]
+
+
+def precision(quantizer):
+    """The bit width a larq or tfbin quantizer declares (`None` for no quantizer)."""
+    return getattr(quantizer, "precision", None)
+
+
+def is_binarized(layer) -> bool:
+    """A larq quantized layer whose input and kernel quantizers both have precision 1, or an
+    ABC-Net layer (`tfbin.layers.ABCLayer`: binary bases of both)."""
+    if isinstance(layer, ABCLayer):
+        return True
+    return precision(getattr(layer, "input_quantizer", None)) == 1 and precision(getattr(layer, "kernel_quantizer", None)) == 1
+
+
+def all_layers(model: tf.keras.Model):
+    """The layers of `model`, nested models flattened, in layer order."""
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            yield from all_layers(layer)
+        else:
+            yield layer
+
+
+def binarized_layers(model: tf.keras.Model) -> list:
+    """The binarized layers of `model` (`is_binarized`), in layer order; a
+    `tfbin.training.TrainingModel`'s are those of the model it trains."""
+    return [layer for layer in all_layers(unwrap(model)) if is_binarized(layer)]
