@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfbin import _graph, _io, _quiet, mode, sharpness
 from tfbin.introspect import binarized_layers
+from tfbin.layers import ABCConv2D, ABCDense
 from tfbin.training import unwrap
 from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
@@ -84,6 +85,9 @@ def float_twin(model: tf.keras.Model) -> tf.keras.Model:
         lq.layers.QuantDepthwiseConv2D: tf.keras.layers.DepthwiseConv2D,
     }
     larq_keys = {"input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics"}
+
+    plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
+    larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
 
     def replace(layer):
         cls = plain.get(type(layer))
@@ -174,11 +178,12 @@ def _one_bit_limit_bytes(model) -> int:
     Non-trainable weights (BatchNorm statistics, sharpness values) are left out: at inference
     they fold into the trainable ones' multipliers and biases.
     """
-    binary_kernels = {id(layer.kernel) for layer in binarized_layers(model)}
+    # An ABC-Net layer deploys M binary weight bases: M bits per latent weight.
+    binary_kernels = {id(layer.kernel): getattr(layer, "weight_bases", 1) for layer in binarized_layers(model)}
     bits = 0
     for weight in model.trainable_weights:
         count = int(np.prod(weight.shape))
-        bits += count * (1 if id(weight) in binary_kernels else 32)
+        bits += count * binary_kernels.get(id(weight), 32)
     return int(np.ceil(bits / 8))
 
 
@@ -187,7 +192,7 @@ def _map_layers(model, mapping, refused, ops):
     rows = []
     for layer in binarized_layers(model):
         export_name = mapping.get(layer.name)
-        row = {"layer": layer.name, "type": type(layer).__name__, "lce_op": None, "reason": None}
+        row = {"layer": layer.name, "type": type(layer).__name__, "lce_op": None, "reason": None, "bconv_count": 0}
         if export_name is None:
             row["reason"] = f"rewrite refused: {refused.get(layer.name, 'unsupported layer')}"
         else:
@@ -197,7 +202,15 @@ def _map_layers(model, mapping, refused, ops):
                 name for name, tensors in ops
                 if any(f"/{export_name}/" in t or t.endswith(f"/{export_name}") for t in tensors)
             ]
-            if "LceBconv2d" in produced:
+            # Each bconv's input 0 (its bitpacked input) is named after its own export layer,
+            # also when the previous bconv wrote it: count those (M·N for an ABC-Net layer).
+            row["bconv_count"] = sum(
+                1 for name, tensors in ops if name == "LceBconv2d" and tensors and f"/{export_name}/" in tensors[0]
+            )
+            expected = getattr(layer, "weight_bases", 1) * getattr(layer, "activation_bases", 1)
+            if "LceBconv2d" in produced and row["bconv_count"] != expected:
+                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (M·N binary convolutions)"
+            elif "LceBconv2d" in produced:
                 row["lce_op"] = "LceBconv2d"
             else:
                 row["reason"] = f"converted to {sorted(set(produced)) or 'ops folded into neighbours'}, not LceBconv2d"

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin.introspect import binarized_layers
+from tfbin.layers import ABCLayer
 from tfbin.export.rewrite import RewriteError, input_threshold
 
 __all__ = ["TIE_ULPS", "margins", "parity"]
@@ -32,10 +33,15 @@ _EPS32 = float(np.finfo(np.float32).eps)
 
 def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Per sample: min over binarized layers and their input values of
-    `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold, 0 except for {0,1} rectifiers),
+    `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold, 0 except for {0,1} rectifiers;
+    the nearest of an ABC-Net layer's N thresholds `0.5 − v_n`),
     computed with the model in its hard form (the caller's responsibility)."""
     layers, thresholds = [], []
     for layer in binarized_layers(model):
+        if isinstance(layer, ABCLayer):  # N thresholds: A_n = sign(x + (v_n − 0.5))
+            thresholds.append([-(v - np.float32(0.5)) for v in layer.shifts.numpy()])
+            layers.append(layer)
+            continue
         try:
             thresholds.append(input_threshold(layer)[0])
         except RewriteError:
@@ -50,7 +56,8 @@ def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.n
         values = values if isinstance(values, (list, tuple)) else [values]
         for value, theta in zip(values, thresholds):
             v = np.asarray(value, np.float64)
-            distance = np.abs(v - (0.0 if theta is None else theta)).reshape(len(v), -1)
+            thetas = theta if isinstance(theta, list) else [0.0 if theta is None else theta]
+            distance = np.min([np.abs(v - t) for t in thetas], axis=0).reshape(len(v), -1)
             scale = np.maximum(np.abs(v).reshape(len(v), -1).max(1), np.finfo(np.float32).tiny)
             result[start : start + len(v)] = np.minimum(result[start : start + len(v)], distance.min(1) / (_EPS32 * scale))
     return result

@@ -45,7 +45,7 @@ class ExportReport:
         lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
         lines += ["| layer | type | LCE op | why not binary | BN → sign of its input |", "|---|---|---|---|---|"]
         lines += [
-            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'} | {r['reason'] or ''} | "
+            f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'}{' ×' + str(r['bconv_count']) if r.get('bconv_count', 1) > 1 else ''} | {r['reason'] or ''} | "
             f"{r.get('sign_input') or ''}{': ' + r['sign_input_detail'] if r.get('sign_input_detail') else ''} |"
             for r in self.layers
         ]

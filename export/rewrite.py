@@ -15,6 +15,8 @@ precision 1) is replaced by a `BinaryConvExport` layer computing, in the hard fo
   `BoundedRectifier` is `(s + 1)/2` with `s = sign(x − θ)`, `θ = (0.5 − c)/(v·a)` per channel, so
   the kernel is halved and `½·Σ K_o` goes into the bias (exact with `pad_values=1` or 'valid').
 - **dense**: a binarized `QuantDense` on `[batch, C]` becomes a 1×1 binary conv on `[batch, 1, 1, C]`.
+- **ABC-Net** (`tfbin.layers.ABCConv2D` / `ABCDense`): `ABCExport`, M·N binary convs
+  `conv(sign(x + v_n − 0.5), α_m β_n B_m)` summed (see `export_abc_layer`).
 
 Anything else that cannot be made exact is refused with the reason (`RewriteError`).
 """
@@ -26,6 +28,7 @@ import tensorflow as tf
 
 from tfbin import _graph
 from tfbin.introspect import is_binarized
+from tfbin.layers import ABCLayer
 from tfbin.quantizers import BoundedRectifier, SoftHardQuantizer
 
 _ONES_CHANNELS = 8  # LCE's interpreter fails on binary convs with a single output channel
@@ -180,6 +183,89 @@ def export_layer(layer) -> BinaryConvExport:
     )
 
 
+class ABCExport(tf.keras.layers.Layer):
+    """Deployed form of one ABC-Net layer: `act(Σ_n Σ_m bconv(sign(x + c_n), s_mn·B_m) + b)`
+    with `c_n = v_n − 0.5` and `s_mn = α_m·β_n` per output channel. Each term is a larq
+    `QuantConv2D` with the `ste_sign` input quantizer and a fixed kernel of ±s per output
+    channel, which LCE converts into one `LceBconv2d` with `s` as its output multiplier; the
+    M convs of one activation base share the shifted input. Export-only."""
+
+    def __init__(self, *, kernels, offsets, bias, conv_config, dense, activation, **kwargs):
+        super().__init__(**kwargs)
+        self._kernel_values = [np.asarray(k, np.float32) for k in kernels]  # [n][m] flattened as n*M + m
+        self._offset_values = np.asarray(offsets, np.float32)
+        self._bias_value = None if bias is None else np.asarray(bias, np.float32)
+        self.activation_bases = len(self._offset_values)
+        self.weight_bases = len(self._kernel_values) // self.activation_bases
+        self.filters = int(self._kernel_values[0].shape[-1])
+        self.dense = dense
+        self.activation = tf.keras.activations.get(activation)
+        self.convs = [
+            lq.layers.QuantConv2D(
+                filters=self.filters, kernel_size=k.shape[:2], input_quantizer="ste_sign", kernel_quantizer=None,
+                use_bias=False, name=f"bconv_a{i // self.weight_bases}_w{i % self.weight_bases}", **conv_config,
+            )
+            for i, k in enumerate(self._kernel_values)
+        ]
+
+    def build(self, input_shape):
+        conv_input = (None, 1, 1, input_shape[-1]) if self.dense else input_shape
+        for conv, value in zip(self.convs, self._kernel_values):
+            conv.build(conv_input)
+            conv.kernel.assign(value)
+        self.offsets = self.add_weight(name="offsets", shape=self._offset_values.shape, initializer=tf.keras.initializers.Constant(self._offset_values), trainable=False)
+        self.folded_bias = None if self._bias_value is None else self.add_weight(
+            name="folded_bias", shape=self._bias_value.shape, initializer=tf.keras.initializers.Constant(self._bias_value), trainable=False)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.dense:
+            x = tf.reshape(x, [-1, 1, 1, x.shape[-1]])
+        terms = []
+        for n in range(self.activation_bases):
+            shifted = x + self.offsets[n]  # the same float32 sum as ABCLayer's x + (v_n − 0.5)
+            terms += [self.convs[n * self.weight_bases + m](shifted) for m in range(self.weight_bases)]
+        y = tf.add_n(terms) if len(terms) > 1 else terms[0]
+        if self.folded_bias is not None:
+            y = y + self.folded_bias
+        if self.dense:
+            y = tf.reshape(y, [-1, self.filters])
+        return self.activation(y)
+
+
+def export_abc_layer(layer) -> ABCExport:
+    """The `ABCExport` equivalent of an `ABCConv2D` / `ABCDense` (exact up to float summation order)."""
+    dense = isinstance(layer, tf.keras.layers.Dense)
+    bases, alpha = (t.numpy() for t in layer.binary_kernel())  # [M, ..., O], [M, O]
+    beta = layer.scales.numpy()
+    offsets = layer.shifts.numpy() - np.float32(0.5)
+    if dense:
+        bases = bases[:, None, None]
+        conv_config = {"padding": "valid"}
+    else:
+        config = layer.get_config()
+        conv_config = {k: config[k] for k in ("strides", "padding", "dilation_rate", "pad_values")}
+    kernels = []
+    for n in range(len(beta)):
+        for m in range(len(bases)):
+            scale = alpha[m] * beta[n]
+            if np.any(scale == 0):
+                raise RewriteError(
+                    f"Layer {layer.name!r}: α_{m + 1}·β_{n + 1} is 0 in some output channel; a binary conv needs a non-zero scale."
+                )
+            kernels.append(bases[m] * scale)
+    return ABCExport(
+        kernels=kernels,
+        offsets=offsets,
+        bias=layer.bias.numpy() if layer.use_bias and np.any(layer.bias.numpy() != 0) else None,
+        conv_config=conv_config,
+        dense=dense,
+        activation=layer.get_config()["activation"],
+        name=f"{layer.name}_export",
+    )
+
+
 def export_model(model: tf.keras.Model) -> tuple[tf.keras.Model, dict, dict]:
     """The model LCE converts: every binarized layer rewritten into a `BinaryConvExport`.
 
@@ -199,7 +285,7 @@ def export_model(model: tf.keras.Model) -> tuple[tf.keras.Model, dict, dict]:
         try:
             if isinstance(layer, tf.keras.layers.Dense) and len(layer.input_shape) != 2:
                 raise RewriteError(f"Layer {layer.name!r}: a binarized Dense on rank-{len(layer.input_shape)} inputs; flatten first.")
-            new = export_layer(layer)
+            new = export_abc_layer(layer) if isinstance(layer, ABCLayer) else export_layer(layer)
         except RewriteError as err:
             refused[layer.name] = str(err)
             return None

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tfbin.binarize import Binarized, binarize
 from tfbin.introspect import is_binarized
+from tfbin.layers import ABCLayer
 from tfbin.models import small
 from tfbin.models.small import HardTanh, ZeroPadShortcut
 from tfbin.models.zoo import ZOO, build_zoo
@@ -90,6 +91,8 @@ def _lce_runs_as(layer) -> str:
     """How LCE 0.16 runs a layer after `tfbin.export`, by the rules measured on LCE 0.16 (see tfbin.export.rewrite)."""
     if not is_binarized(layer):
         return "float" if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)) else ""
+    if isinstance(layer, ABCLayer):
+        return f"LceBconv2d ×{layer.weight_bases * layer.activation_bases} (ABC-Net: {layer.weight_bases} weight × {layer.activation_bases} activation bases)"
     if isinstance(layer, (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.SeparableConv2D)):
         return "float: LCE has no binary depthwise/separable op"
     if isinstance(layer, tf.keras.layers.Dense):

@@ -26,17 +26,22 @@ def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path
     # oneDNN on or off). Seeded weights: the tie-free fraction is a property of the weights
     # (with seed 0 it is 0.51-0.65 per recipe, the same with oneDNN on and off).
     tf.keras.utils.set_random_seed(0)
-    model, _ = models.build("fmnist_small", recipe, epochs=1)
+    # abc: 2×2 bases keep the test fast (the default 3×3 is 9 bconvs per layer; tests/test_abc.py covers others)
+    overrides = {"weight_bases": 2, "activation_bases": 2} if recipe == "abc" else {}
+    model, _ = models.build("fmnist_small", recipe, epochs=1, **overrides)
     randomize_batch_norm(model)
     x = np.random.default_rng(1).uniform(0, 1, size=(1000, 28, 28, 1)).astype("float32")
     path = tmp_path / "model.tflite"
     report = export.convert(model, path, strict=True, sample_inputs=x, latency=False)
     assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 4
-    assert report.op_histogram["LceBconv2d"] == 4 and report.op_histogram["CONV_2D"] == 1
+    bconvs = [getattr(l, "weight_bases", 1) * getattr(l, "activation_bases", 1) for l in binarized_layers(model)]  # M·N for ABC-Net
+    assert [r["bconv_count"] for r in report.layers] == bconvs
+    assert report.op_histogram["LceBconv2d"] == sum(bconvs) and report.op_histogram["CONV_2D"] == 1
     # fmnist_small is conv → pool → BN: only the BN right after a binary conv becomes thresholds,
-    # and only when that conv has symmetric levels (DAB's a + b·sign adds a float offset term).
+    # and only when that conv has symmetric levels (DAB's a + b·sign adds a float offset term;
+    # ABC-Net's N shifted signs of one input run as float ADD → LceQuantize).
     signs = [r["sign_input"] for r in report.layers]
-    assert signs == ["float", "float", "float" if recipe == "dab" else "fused", "float"]
+    assert signs == ["float", "float", "float" if recipe in ("dab", "abc") else "fused", "float"]
     if recipe == "dab":
         assert "two unequal kernel levels" in report.layers[2]["sign_input_detail"]
     parity = report.parity

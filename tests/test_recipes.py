@@ -17,6 +17,7 @@ EXPECTED = {
     "abr": (Q.BoundedRectifier, lq.quantizers.SteSign),
     "dab": (lq.quantizers.SteSign, Q.DistributionAwareSign),
     "irnet_cmim": (Q.EDESign, Q.LibraSign),
+    "abc": None,  # a layer_type recipe: ABCConv2D / ABCDense instead of quantizers (tests/test_abc.py)
 }
 SHARPENING = ("irnet", "self_binarizing", "irnet_cmim", "abr")
 
@@ -49,12 +50,17 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     assert isinstance(layers["stem"], tf.keras.layers.Conv2D) and not hasattr(layers["stem"], "input_quantizer")
     assert type(layers["classifier"]) is tf.keras.layers.Dense
     assert type(layers["depthwise"]) is tf.keras.layers.DepthwiseConv2D
-    input_cls, kernel_cls = EXPECTED[name]
-    for layer_name in ("conv_same", "conv_valid", "hidden"):
-        layer = layers[layer_name]
-        assert isinstance(layer.input_quantizer, input_cls) and isinstance(layer.kernel_quantizer, kernel_cls)
+    if EXPECTED[name] is None:
+        from tfbin.layers import ABCConv2D, ABCDense
+
+        assert [type(layers[n]) for n in ("conv_same", "conv_valid", "hidden")] == [ABCConv2D, ABCConv2D, ABCDense]
+    else:
+        input_cls, kernel_cls = EXPECTED[name]
+        for layer_name in ("conv_same", "conv_valid", "hidden"):
+            layer = layers[layer_name]
+            assert isinstance(layer.input_quantizer, input_cls) and isinstance(layer.kernel_quantizer, kernel_cls)
+        assert layers["conv_same"].input_quantizer is not layers["hidden"].input_quantizer  # fresh per layer
     assert layers["conv_same"].pad_values == 1.0 and layers["conv_valid"].pad_values == 0.0
-    assert layers["conv_same"].input_quantizer is not layers["hidden"].input_quantizer  # fresh per layer
     for original in model.layers:
         for w_old, w_new in zip(original.weights, layers[original.name].weights):
             np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
@@ -114,12 +120,14 @@ def test_users_can_register_their_own_recipe():
 @pytest.mark.parametrize(
     "call,error,message",
     [
-        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
+        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abc', 'abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
         (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
         (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
         (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),
         (lambda: recipes.Recipe("bad", "nope_sign", "ste_sign"), ValueError, r"Unknown quantizer 'nope_sign'; tfbin's are \['bounded_rectifier', 'dab_sign', 'ede_sign'"),
         (lambda: recipes.Recipe("bad", "ste_sign", "dorefa_quantizer"), ValueError, "not a 1-bit"),
+        (lambda: recipes.Recipe("bad", None, None, layer_type="xnor"), ValueError, "unknown layer_type 'xnor'"),
+        (lambda: recipes.Recipe("bad", "ste_sign", None, layer_type="abc"), ValueError, "quantizers must be None"),
         (lambda: tfbin.binarize(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]), "ste"), ValueError, "nothing to binarize"),
         (lambda: tfbin.binarize(float_model(), "ste", keep_full_precision=["nope"]), ValueError, "does not have"),
     ],

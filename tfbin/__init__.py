@@ -10,7 +10,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 with _quiet.tensorflow_import():  # the `tfbin` command's log defaults; a no-op for `import tfbin`
     _ensure_keras2()
 
-from tfbin import callbacks, data, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
+from tfbin import callbacks, data, layers, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
 from tfbin.batchnorm import recalibrate  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
@@ -22,6 +22,7 @@ __all__ = [
     "callbacks",
     "data",
     "hard",
+    "layers",
     "losses",
     "quantizers",
     "recalibrate",

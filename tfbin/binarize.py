@@ -10,6 +10,7 @@ import tensorflow as tf
 from tfbin import _graph
 from tfbin import recipes as recipes_lib
 from tfbin.introspect import precision
+from tfbin.layers import from_float
 
 __all__ = ["Binarized", "binarize"]
 
@@ -286,6 +287,9 @@ def _plan(model, recipe):
 
 def _quantized(layer, recipe):
     config = layer.get_config()
+    if recipe.layer_type is not None:
+        config["kernel_constraint"] = recipe.make_kernel_constraint()
+        return from_float(recipe.layer_type, config, isinstance(layer, tf.keras.layers.Dense), **recipe.layer_config)
     cls = lq.layers.QuantDense if isinstance(layer, tf.keras.layers.Dense) else lq.layers.QuantConv2D
     config.update(
         input_quantizer=recipe.make_input_quantizer(),

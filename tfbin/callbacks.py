@@ -194,8 +194,11 @@ class BinarizationMonitor(tf.keras.callbacks.Callback):
         latents = latents if isinstance(latents, (list, tuple)) else [latents]
         result, saturated, count = {}, 0, 0
         for layer, latent in zip(self._layers, latents):
-            q = layer.input_quantizer
-            if isinstance(q, SoftHardQuantizer):
+            q = getattr(layer, "input_quantizer", None)
+            if q is None:  # an ABC-Net layer: its activation bases are always hard
+                soft = layer.activation_approximation(latent).numpy()
+                close = np.ones(latent.shape, bool)
+            elif isinstance(q, SoftHardQuantizer):
                 soft, hard = q.soft(latent).numpy(), q.hard(latent).numpy()
                 close = np.abs(soft - hard) <= 0.01 * max(float(np.abs(hard).max()), 1e-12)
             else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin.layers import ABCLayer
 from tfbin.training import unwrap
 
 __all__ = ["precision", "is_binarized", "binarized_layers", "all_layers"]
@@ -18,7 +19,10 @@ def precision(quantizer):
 
 
 def is_binarized(layer) -> bool:
-    """A larq quantized layer whose input and kernel quantizers both have precision 1."""
+    """A larq quantized layer whose input and kernel quantizers both have precision 1, or an
+    ABC-Net layer (`tfbin.layers.ABCLayer`: binary bases of both)."""
+    if isinstance(layer, ABCLayer):
+        return True
     return precision(getattr(layer, "input_quantizer", None)) == 1 and precision(getattr(layer, "kernel_quantizer", None)) == 1
 
 

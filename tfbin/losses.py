@@ -206,6 +206,12 @@ class ContrastiveMI(_WrappingLoss):
                     f"choose from {sorted(by_name)}."
                 )
             chosen = [by_name[n] for n in self.layer_names]
+        no_quantizer = [l.name for l in chosen if getattr(l, "input_quantizer", None) is None]
+        if no_quantizer:
+            raise ValueError(
+                f"ContrastiveMI contrasts a layer's input with its input quantizer's output; {no_quantizer} have "
+                "none (ABC-Net layers binarize their input into several bases)."
+            )
         self._quantizers = [l.input_quantizer for l in chosen]
         self._heads = [
             (tf.keras.layers.Dense(self.projection_dim, name=f"{l.name}_head_f"),

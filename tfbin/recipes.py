@@ -7,7 +7,7 @@ model; `recipe.callbacks()` gives what `model.fit` needs.
 
 ```python
 recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
-tfbin.recipes.available()   # ['abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
+tfbin.recipes.available()   # ['abc', 'abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
 ```
 
 Users register their own factory with `@tfbin.recipes.register("name")`.
@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler
+from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
@@ -53,6 +54,11 @@ class Recipe:
             `tfbin.losses.SlopeGrowth` adds itself inside the model; `ContrastiveMI` returns a
             `tfbin.training.TrainingModel` around it (its `.inner` is the model to deploy).
         params: the factory arguments the recipe was made with (kept for reporting and tuning).
+        layer_type, layer_config: a layer family of `tfbin.layers.LAYER_TYPES` (e.g. `"abc"`)
+            that replaces each binarized Conv2D/Dense instead of larq's QuantConv2D/QuantDense,
+            with these extra constructor arguments. Needed by methods whose layer is not "one
+            quantizer on the input, one on the kernel" (ABC-Net sums M·N binary convolutions);
+            the quantizers are then None (the layer binarizes itself).
     """
 
     def __init__(
@@ -66,8 +72,17 @@ class Recipe:
         keep_full_precision=("first", "last"),
         losses: list | None = None,
         params: dict | None = None,
+        layer_type: str | None = None,
+        layer_config: dict | None = None,
     ):
         self.name = name
+        self.layer_type = layer_type
+        self.layer_config = json.loads(json.dumps(layer_config or {}))
+        if layer_type is not None:
+            if layer_type not in LAYER_TYPES:
+                raise ValueError(f"Recipe {name!r}: unknown layer_type {layer_type!r}; the layer types are {sorted(LAYER_TYPES)}.")
+            if input_quantizer is not None or kernel_quantizer is not None:
+                raise ValueError(f"Recipe {name!r}: a layer_type binarizes by itself; its quantizers must be None.")
         self.input_quantizer = _serialize(input_quantizer)
         self.kernel_quantizer = _serialize(kernel_quantizer)
         self.kernel_constraint = _serialize(kernel_constraint)
@@ -79,6 +94,8 @@ class Recipe:
         self.losses = [tf.keras.utils.deserialize_keras_object(l) if isinstance(l, dict) else l for l in (losses or [])]
         self.params = json.loads(json.dumps(params or {}))  # JSON-normal, so configs round-trip
         for role, identifier in (("input", self.input_quantizer), ("kernel", self.kernel_quantizer)):
+            if layer_type is not None:
+                break
             if role == "kernel" and identifier is None:
                 continue  # binary activations, float weights (e.g. ABR's paper setting)
             quantizer = self._make(identifier)
@@ -110,8 +127,8 @@ class Recipe:
         return quantizer
 
     def make_input_quantizer(self):
-        """A new input quantizer for one layer."""
-        return self._make(self.input_quantizer)
+        """A new input quantizer for one layer (None for a `layer_type` recipe)."""
+        return None if self.input_quantizer is None else self._make(self.input_quantizer)
 
     def make_kernel_quantizer(self):
         """A new kernel quantizer for one layer (None: the layer keeps float weights)."""
@@ -125,7 +142,7 @@ class Recipe:
         return [SharpeningScheduler(self.schedules, update_freq=self.update_freq)] if self.schedules else []
 
     def get_config(self) -> dict:
-        return {
+        config = {
             "name": self.name,
             "input_quantizer": self.input_quantizer,
             "kernel_quantizer": self.kernel_quantizer,
@@ -136,6 +153,9 @@ class Recipe:
             "losses": [tf.keras.utils.serialize_keras_object(l) for l in self.losses],
             "params": self.params,
         }
+        if self.layer_type is not None:
+            config.update(layer_type=self.layer_type, layer_config=self.layer_config)
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "Recipe":
@@ -370,4 +390,23 @@ def dab(refresh_every: int = 1, keep_full_precision=("first", "last")) -> Recipe
         lq.constraints.WeightClip(1.0),
         keep_full_precision=keep_full_precision,
         params=dict(locals()),
+    )
+
+
+@register("abc")
+def abc(weight_bases: int = 3, activation_bases: int = 3, threshold_spread: float = 1.0, keep_full_precision=("first", "last")) -> Recipe:
+    """ABC-Net (Lin, Zhao, Pan, NeurIPS 2017): every binarized Conv2D/Dense becomes an
+    `ABCConv2D`/`ABCDense` with `weight_bases` (M) binary weight bases and `activation_bases`
+    (N) binary activation bases, `Σ_m Σ_n α_m β_n conv(B_m, A_n)`; exported as M·N LCE binary
+    convolutions per layer. `threshold_spread`: the activation bases' initial thresholds on the
+    input, evenly in [−s, s]. No kernel constraint (the bases follow the latent weights' mean
+    and spread). See `tfbin.layers`."""
+    return Recipe(
+        "abc",
+        None,
+        None,
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+        layer_type="abc",
+        layer_config={"weight_bases": weight_bases, "activation_bases": activation_bases, "threshold_spread": threshold_spread},
     )
