@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 from tfbin import _io, data, losses, models  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
-ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd"]
+ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd", "abc"]
 TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
 

@@ -270,17 +270,21 @@ def self_binarizing(
     sharpen: float = 0.75,
     warmup: float = 0.0,
     finish: float = 0.0,
+    v_kernel_end: float | None = None,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
     """Self-Binarizing Networks: `tanh(v·x)` for activations and `tanh(v_kernel·w/mean|w|)` for
     weights (per output channel, so one pace fits both scales), each sharpness grown
     geometrically from `v_start` to `v_end` (the re-implementations' 1 → 1000) over the first
-    `sharpen` fraction of `epochs` and then held, updated every batch."""
+    `sharpen` fraction of `epochs` and then held, updated every batch. `v_kernel_end` (default:
+    `v_end`) ends the kernels' sharpness apart from the activations'. `finish`: the last fraction
+    of training runs the hard (sign) forward with the soft gradient."""
     params = dict(locals())
     _need_epochs("self_binarizing", epochs)
     schedule = _sharpening(v_start, v_end, epochs, sharpen, warmup)
-    schedules = {"v": schedule, "v_kernel": schedule}
+    kernel_schedule = schedule if v_kernel_end is None else _sharpening(v_start, v_kernel_end, epochs, sharpen, warmup)
+    schedules = {"v": schedule, "v_kernel": kernel_schedule}
     if finish:
         schedules["h"] = _finishing(epochs, finish)
     return Recipe(
