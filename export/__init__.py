@@ -28,7 +28,7 @@ import tensorflow as tf
 from tfbin import _graph, _io, _quiet, mode, sharpness
 from tfbin.introspect import binarized_layers
 from tfbin.layers import ABCConv2D, ABCDense
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 from tfbin.export.parity import margins, parity as compare
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError, export_model

@@ -22,7 +22,7 @@ from tfbin.models import small
 from tfbin.models.small import HardTanh, ZeroPadShortcut
 from tfbin.models.zoo import ZOO, build_zoo
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 
 __all__ = ["available", "build", "default_input_shape", "summary", "HardTanh", "ZeroPadShortcut"]
 

@@ -144,7 +144,7 @@ def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
         net = binarized.model
         net.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
         net.fit(train, epochs=1, callbacks=binarized.callbacks, verbose=0)
-        inner = tfbin.training.unwrap(net)
+        inner = tfbin.unwrap(net)
         # A TrainingModel (CMIM) compiles itself, not its inner model: score the deployed one.
         inner.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         if tfbin.sharpness.quantizers(inner):

@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from tfbin import cli
-from tfbin.train import FolderScan, _input_shape
+from tfbin.data import FolderScan
+from tfbin.jobs.train import _input_shape
 
 
 def tfbin(*args, env=None, merged=False):

@@ -14,7 +14,7 @@ from tfbin.testing import tflite_without_names
 from tfbin import export, models
 from tfbin.losses import ContrastiveMI, Distillation
 from tfbin.introspect import binarized_layers
-from tfbin.training import TrainingModel
+from tfbin.auxiliary import TrainingModel
 
 
 def _log_softmax(z):

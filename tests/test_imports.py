@@ -100,3 +100,18 @@ def test_the_checks_see_a_circle_and_a_lazy_import(tmp_path, monkeypatch):
     assert lazy == ["tfbin.b:4"]
     with __import__("pytest").raises(AssertionError, match="circles"):
         test_the_import_graph_has_no_circle()
+
+
+def test_the_library_imports_no_job():
+    edges, _ = graph()
+    library = {name for name in edges if not name.startswith("tfbin.jobs") and name != "tfbin.cli"}
+    offending = {name: sorted(t for t in edges[name] if t.startswith("tfbin.jobs")) for name in library}
+    assert not {k: v for k, v in offending.items() if v}, f"library modules importing a job: {offending}"
+
+
+def test_one_module_per_name():
+    # `train.py` beside `training.py`, or two `report.py`, made readers guess which is which.
+    names = [path.stem for _, path in modules() if path.name != "__init__.py"]
+    assert len([n for n in names if n.startswith("train")]) <= 1, sorted(n for n in names if n.startswith("train"))
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"modules sharing a name: {duplicates}"

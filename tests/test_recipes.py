@@ -46,7 +46,7 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     model = float_model()
     with pytest.warns(UserWarning, match="depthwise.*no binary op"):
         binarized, callbacks = tfbin.binarize(model, name, epochs=3) if name in SHARPENING else tfbin.binarize(model, name)
-    layers = {l.name: l for l in tfbin.training.unwrap(binarized).layers}
+    layers = {l.name: l for l in tfbin.unwrap(binarized).layers}
     assert isinstance(layers["stem"], tf.keras.layers.Conv2D) and not hasattr(layers["stem"], "input_quantizer")
     assert type(layers["classifier"]) is tf.keras.layers.Dense
     assert type(layers["depthwise"]) is tf.keras.layers.DepthwiseConv2D

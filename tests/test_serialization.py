@@ -8,7 +8,7 @@ import tfbin
 from tfbin.testing import tflite_without_names
 from tfbin import export, models, recipes
 from tfbin.testing import randomize_batch_norm
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 
 FORMATS = ["model.h5", "model.keras", "saved_model"]
 

@@ -1,4 +1,4 @@
-"""`tfbin train` / `tfbin.train.train` end to end on a generated image folder, and `tfbin report`."""
+"""`tfbin train` / `tfbin.jobs.train.train` end to end on a generated image folder, and `tfbin report`."""
 import json
 import os
 
@@ -8,7 +8,8 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import cli
-from tfbin.train import RESULT_FILES, load_folder, train
+from tfbin.data import load_folder
+from tfbin.jobs.train import RESULT_FILES, train
 
 PICTURES = ("curves.png", "sharpness.png", "activations.png", "saturation.png")
 

@@ -10,14 +10,19 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 with _quiet.tensorflow_import():  # the `tfbin` command's log defaults; a no-op for `import tfbin`
     _ensure_keras2()
 
-from tfbin import callbacks, data, layers, losses, quantizers, recipes, schedules, sharpness, training  # noqa: E402
+from tfbin import auxiliary, callbacks, data, layers, losses, quantizers, recipes, schedules, sharpness  # noqa: E402
+from tfbin.auxiliary import TrainingModel, unwrap  # noqa: E402
 from tfbin.batchnorm import recalibrate  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
 from tfbin.mode import hard  # noqa: E402
 
+training = auxiliary  # its name before 0.2: `tfbin.training.TrainingModel` keeps working
+
 __version__ = "0.1.0"
 __all__ = [
     "Binarized",
+    "TrainingModel",
+    "auxiliary",
     "binarize",
     "callbacks",
     "data",
@@ -30,6 +35,7 @@ __all__ = [
     "schedules",
     "sharpness",
     "training",
+    "unwrap",
     "__version__",
 ]
 

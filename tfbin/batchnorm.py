@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfbin import sharpness
 from tfbin.mode import hard
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 
 __all__ = ["recalibrate"]
 

@@ -9,7 +9,7 @@ from tfbin import schedules as schedules_lib
 from tfbin import sharpness
 from tfbin.introspect import binarized_layers
 from tfbin.mode import hard_forms
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 from tfbin.quantizers import SoftHardQuantizer
 
 __all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]

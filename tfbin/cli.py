@@ -32,7 +32,7 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from tfbin.train import train
+    from tfbin.jobs.train import train
 
     train(
         model=args.model, recipe=args.recipe, dataset=None if args.data_dir else args.dataset, data_dir=args.data_dir,
@@ -55,9 +55,9 @@ def _cmd_tune(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from tfbin import report
+    from tfbin.jobs import plots
 
-    pictures = report.draw(args.dir)
+    pictures = plots.draw(args.dir)
     print(f"{args.dir}: drew {', '.join(pictures)}")
     return 0
 

@@ -16,6 +16,8 @@ dataset once; later loads read the prepared data.
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import gzip
 import hashlib
 import importlib.util
@@ -30,7 +32,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["DataUnavailableError", "available", "load", "prepare", "info", "adapt"]
+__all__ = ["DataUnavailableError", "available", "load", "prepare", "info", "adapt", "scan_folder", "load_folder", "FolderScan"]
 
 FASHION_MNIST_DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
@@ -234,3 +236,110 @@ def adapt(dataset: tf.data.Dataset, input_shape) -> tf.data.Dataset:
         return image, label
 
     return dataset.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# Folders of class sub-folders of images (`tfbin train --data-dir`).
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+@dataclasses.dataclass
+class FolderScan:
+    """The readable images of a folder of class sub-folders, found by decoding each once."""
+
+    path: str
+    class_names: list
+    files: list
+    labels: list
+    skipped: list  # (file, reason) of unreadable files, with skip_bad_images
+    shapes: collections.Counter  # (H, W, C) -> number of images, C 1 (grey) or 3 (colour)
+
+
+def _image_shape(file: str) -> tuple:
+    """`(H, W, C)` of an image file, C 1 for grey (with or without alpha) and 3 for colour;
+    raises `tf.errors.OpError` for a file TensorFlow cannot decode."""
+    image = tf.io.decode_image(tf.io.read_file(file), expand_animations=False)
+    height, width, channels = image.shape
+    return int(height), int(width), 1 if channels in (1, 2) else 3
+
+
+def _image_files(folder: str) -> list:
+    return sorted(
+        os.path.join(root, name)
+        for root, _, names in os.walk(folder)
+        for name in names
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+
+
+def scan_folder(path: str, skip_bad_images: bool = False) -> FolderScan:
+    """Find and decode every image under `path`'s class sub-folders before anything is written.
+
+    A file TensorFlow cannot decode would otherwise surface mid-epoch as a traceback; here it is
+    named in one error, or skipped and counted with `skip_bad_images`.
+    """
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--data-dir {path}: no such directory (it needs one sub-folder of images per class).")
+    class_names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if len(class_names) < 2:
+        raise ValueError(
+            f"--data-dir {path}: found {len(class_names)} class folder(s); a classifier needs at least 2 "
+            "sub-folders, one per class, holding its images."
+        )
+    scan = FolderScan(path, class_names, [], [], [], collections.Counter())
+    for label, name in enumerate(class_names):
+        for file in _image_files(os.path.join(path, name)):
+            try:
+                shape = _image_shape(file)
+            except tf.errors.OpError as err:
+                reason = err.message.splitlines()[0] if err.message else type(err).__name__
+                if not skip_bad_images:
+                    raise ValueError(
+                        f"--data-dir: {file} is not a readable image ({reason}); remove or replace it, "
+                        "or pass --skip-bad-images to train without it."
+                    ) from err
+                scan.skipped.append((file, reason))
+                continue
+            scan.files.append(file)
+            scan.labels.append(label)
+            scan.shapes[shape] += 1
+    empty = [name for label, name in enumerate(class_names) if label not in scan.labels]
+    if empty:
+        raise ValueError(
+            f"--data-dir {path}: class folder(s) {empty} hold no readable {'/'.join(IMAGE_EXTENSIONS)} images "
+            f"({len(scan.skipped)} unreadable file(s) skipped); add images or remove the folder(s)."
+        )
+    return scan
+
+
+def _folder_dataset(files, labels, input_shape) -> tf.data.Dataset:
+    height, width, channels = (int(d) for d in input_shape)
+
+    def load(file, label):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
+        image.set_shape((height, width, channels))
+        return image / 255.0, tf.cast(label, tf.int64)
+
+    return tf.data.Dataset.from_tensor_slices((list(files), list(labels))).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2, skip_bad_images: bool = False,
+                scan: FolderScan | None = None):
+    """`(train, validation, class_names)` from a folder of class sub-folders of images, in [0, 1].
+
+    The images are shuffled with `seed` and the last `validation_fraction` of them held out.
+    """
+    scan = scan or scan_folder(path, skip_bad_images)
+    total = len(scan.files)
+    held_out = int(total * validation_fraction)
+    if held_out < 1 or held_out == total:
+        raise ValueError(
+            f"--data-dir {path}: found {total} readable image(s); need at least {int(np.ceil(1 / validation_fraction))} "
+            f"so that {validation_fraction:.0%} of them (at least one) can be held out for testing."
+        )
+    order = np.random.default_rng(seed).permutation(total)
+    files, labels = np.asarray(scan.files)[order], np.asarray(scan.labels)[order]
+    train_ds = _folder_dataset(files[: total - held_out], labels[: total - held_out], input_shape)
+    test_ds = _folder_dataset(files[total - held_out:], labels[total - held_out:], input_shape)
+    return train_ds, test_ds, list(scan.class_names)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfbin.layers import ABCLayer
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 
 __all__ = ["precision", "is_binarized", "binarized_layers", "all_layers"]
 
@@ -37,5 +37,5 @@ def all_layers(model: tf.keras.Model):
 
 def binarized_layers(model: tf.keras.Model) -> list:
     """The binarized layers of `model` (`is_binarized`), in layer order; a
-    `tfbin.training.TrainingModel`'s are those of the model it trains."""
+    `tfbin.TrainingModel`'s are those of the model it trains."""
     return [layer for layer in all_layers(unwrap(model)) if is_binarized(layer)]

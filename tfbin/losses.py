@@ -2,7 +2,7 @@
 
 - `SlopeGrowth` (ABR) reads only weights: it lives inside the model (`model.add_loss`).
 - `ContrastiveMI` (CMIM) and `Distillation` read activations or a teacher: `loss.wrap(model)`
-  returns a `tfbin.training.TrainingModel` that trains with them; its `.inner` is deployed.
+  returns a `tfbin.TrainingModel` that trains with them; its `.inner` is deployed.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfbin.quantizers import BoundedRectifier
 from tfbin.introspect import binarized_layers
-from tfbin.training import TrainingModel
+from tfbin.auxiliary import TrainingModel
 
 __all__ = ["SlopeGrowth", "ContrastiveMI", "Distillation"]
 

@@ -52,7 +52,7 @@ class Recipe:
             conv/dense layer of a float model) and/or layer names.
         losses: auxiliary losses with `attach(model) -> model`, applied by `binarize`:
             `tfbin.losses.SlopeGrowth` adds itself inside the model; `ContrastiveMI` returns a
-            `tfbin.training.TrainingModel` around it (its `.inner` is the model to deploy).
+            `tfbin.TrainingModel` around it (its `.inner` is the model to deploy).
         params: the factory arguments the recipe was made with (kept for reporting and tuning).
         layer_type, layer_config: a layer family of `tfbin.layers.LAYER_TYPES` (e.g. `"abc"`)
             that replaces each binarized Conv2D/Dense instead of larq's QuantConv2D/QuantDense,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 
 
 def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tfbin import models
 from tfbin.callbacks import BinarizationMonitor
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
 from tfbin.tuning.space import SearchSpace
 
 __all__ = ["BinaryTuner", "RandomSearch", "BayesianOptimization", "Hyperband", "DEFAULT_OBJECTIVE"]

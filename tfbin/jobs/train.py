@@ -1,7 +1,7 @@
 """The main job in one call: train a binarized model, look at it, export it, verify the `.tflite`.
 
 ```python
-from tfbin.train import train
+from tfbin.jobs.train import train
 result = train(model="fmnist_small", recipe="irnet", dataset="fashion_mnist", epochs=3, out="run")
 result["hard_accuracy"], result["tflite_accuracy"]
 ```
@@ -16,13 +16,12 @@ result["hard_accuracy"], result["tflite_accuracy"]
 | `history.csv`, `history.json` | per-epoch logs: losses, soft/hard accuracy, sharpness, saturation, flips |
 | `activations.npz` | per-epoch histograms of the binarized layers' input activations |
 | `summary.json` | the final table |
-| `*.png` | pictures (`tfbin.report`); `tfbin report DIR` redraws them |
+| `*.png` | pictures (`tfbin.jobs.plots`); `tfbin report DIR` redraws them |
 | `tensorboard/` | TensorBoard logs |
 | `backup/` | `BackupAndRestore` state while a run is unfinished (`resume=True` continues it) |
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import json
@@ -34,123 +33,19 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io, export, models, report
+from tfbin import _io, export, models
 from tfbin import data as data_lib
 from tfbin import recipes as recipes_lib
-from tfbin.data import adapt
+from tfbin.data import FolderScan, adapt, load_folder, scan_folder
 from tfbin.batchnorm import recalibrate
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
-from tfbin.training import unwrap
+from tfbin.auxiliary import unwrap
+from tfbin.jobs import plots
 
-__all__ = ["train", "load_folder", "scan_folder", "FolderScan"]
+__all__ = ["train", "format_summary"]
 
 RESULT_FILES = ("model.keras", "model.tflite", "model.report.json", "recipe.json", "history.csv", "history.json", "summary.json")
-
-
-IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
-
-
-@dataclasses.dataclass
-class FolderScan:
-    """The readable images of a folder of class sub-folders, found by decoding each once."""
-
-    path: str
-    class_names: list
-    files: list
-    labels: list
-    skipped: list  # (file, reason) of unreadable files, with skip_bad_images
-    shapes: collections.Counter  # (H, W, C) -> number of images, C 1 (grey) or 3 (colour)
-
-
-def _image_shape(file: str) -> tuple:
-    """`(H, W, C)` of an image file, C 1 for grey (with or without alpha) and 3 for colour;
-    raises `tf.errors.OpError` for a file TensorFlow cannot decode."""
-    image = tf.io.decode_image(tf.io.read_file(file), expand_animations=False)
-    height, width, channels = image.shape
-    return int(height), int(width), 1 if channels in (1, 2) else 3
-
-
-def _image_files(folder: str) -> list:
-    return sorted(
-        os.path.join(root, name)
-        for root, _, names in os.walk(folder)
-        for name in names
-        if name.lower().endswith(IMAGE_EXTENSIONS)
-    )
-
-
-def scan_folder(path: str, skip_bad_images: bool = False) -> FolderScan:
-    """Find and decode every image under `path`'s class sub-folders before anything is written.
-
-    A file TensorFlow cannot decode would otherwise surface mid-epoch as a traceback; here it is
-    named in one error, or skipped and counted with `skip_bad_images`.
-    """
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"--data-dir {path}: no such directory (it needs one sub-folder of images per class).")
-    class_names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    if len(class_names) < 2:
-        raise ValueError(
-            f"--data-dir {path}: found {len(class_names)} class folder(s); a classifier needs at least 2 "
-            "sub-folders, one per class, holding its images."
-        )
-    scan = FolderScan(path, class_names, [], [], [], collections.Counter())
-    for label, name in enumerate(class_names):
-        for file in _image_files(os.path.join(path, name)):
-            try:
-                shape = _image_shape(file)
-            except tf.errors.OpError as err:
-                reason = err.message.splitlines()[0] if err.message else type(err).__name__
-                if not skip_bad_images:
-                    raise ValueError(
-                        f"--data-dir: {file} is not a readable image ({reason}); remove or replace it, "
-                        "or pass --skip-bad-images to train without it."
-                    ) from err
-                scan.skipped.append((file, reason))
-                continue
-            scan.files.append(file)
-            scan.labels.append(label)
-            scan.shapes[shape] += 1
-    empty = [name for label, name in enumerate(class_names) if label not in scan.labels]
-    if empty:
-        raise ValueError(
-            f"--data-dir {path}: class folder(s) {empty} hold no readable {'/'.join(IMAGE_EXTENSIONS)} images "
-            f"({len(scan.skipped)} unreadable file(s) skipped); add images or remove the folder(s)."
-        )
-    return scan
-
-
-def _folder_dataset(files, labels, input_shape) -> tf.data.Dataset:
-    height, width, channels = (int(d) for d in input_shape)
-
-    def load(file, label):
-        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
-        image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-        image.set_shape((height, width, channels))
-        return image / 255.0, tf.cast(label, tf.int64)
-
-    return tf.data.Dataset.from_tensor_slices((list(files), list(labels))).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def load_folder(path: str, input_shape, seed: int = 0, validation_fraction: float = 0.2, skip_bad_images: bool = False,
-                scan: FolderScan | None = None):
-    """`(train, validation, class_names)` from a folder of class sub-folders of images, in [0, 1].
-
-    The images are shuffled with `seed` and the last `validation_fraction` of them held out.
-    """
-    scan = scan or scan_folder(path, skip_bad_images)
-    total = len(scan.files)
-    held_out = int(total * validation_fraction)
-    if held_out < 1 or held_out == total:
-        raise ValueError(
-            f"--data-dir {path}: found {total} readable image(s); need at least {int(np.ceil(1 / validation_fraction))} "
-            f"so that {validation_fraction:.0%} of them (at least one) can be held out for testing."
-        )
-    order = np.random.default_rng(seed).permutation(total)
-    files, labels = np.asarray(scan.files)[order], np.asarray(scan.labels)[order]
-    train_ds = _folder_dataset(files[: total - held_out], labels[: total - held_out], input_shape)
-    test_ds = _folder_dataset(files[total - held_out:], labels[total - held_out:], input_shape)
-    return train_ds, test_ds, list(scan.class_names)
 
 
 class _SaveActivations(tf.keras.callbacks.Callback):
@@ -448,7 +343,7 @@ def train(
     model_path = os.path.join(out, "model.keras")
     _io.save_model_atomic(deployed, model_path)
 
-    history = report.read_history(out)
+    history = plots.read_history(out)
     _io.write_text_atomic(os.path.join(out, "history.json"), json.dumps(history, indent=1) + "\n")
     # The monitor evaluated the final weights on the whole test set after the last epoch.
     soft, hard_before = history["val_soft_accuracy"][-1], history["val_hard_accuracy"][-1]
@@ -493,7 +388,7 @@ def train(
         "total_seconds": round(time.time() - start, 1),
     }
     _io.write_text_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2) + "\n")
-    pictures = report.draw(out)
+    pictures = plots.draw(out)
     if print_fn is not None:
         print_fn(format_summary(summary, out, pictures))
     return summary

@@ -1,4 +1,4 @@
-"""`TrainingModel`: a model plus auxiliary losses that need more than its output.
+"""`TrainingModel`: a model plus auxiliary losses that need more than its output (`tfbin.TrainingModel`).
 
 Losses such as `ContrastiveMI` and `Distillation` read intermediate activations or a teacher.
 They are not added to the model a user deploys: `loss.wrap(model)` returns a `TrainingModel`
