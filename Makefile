@@ -41,7 +41,7 @@ test-fast: install
 # The low end of the supported range (TensorFlow 2.16) in a second venv, on a fast subset:
 # quantizers, schedules, recipes, callbacks, losses, the Keras guard, serialization and LCE
 # export (COMPAT_TESTS). Run at release (it does not fit
-# `make test`'s 30 minutes on 2 cores); the last result is in the README.
+# `make test`'s 30 minutes on 2 cores); the last result is in the README (Compatibility).
 COMPAT_VENV ?= .venv-tf216
 COMPAT_TESTS ?= tests/test_quantizers.py tests/test_schedules.py tests/test_recipes.py tests/test_keras_guard.py \
 	tests/test_serialization.py tests/test_export.py tests/test_callbacks.py tests/test_losses.py
@@ -62,7 +62,7 @@ demo: data
 	rm -rf demo_out
 	$(PY) -m tfbin.cli train --out demo_out
 
-# Benchmarks write JSON into bench/results/ and regenerate the README tables from it.
+# Benchmarks write JSON into bench/results/ and regenerate the tables of README.md and docs/ from it.
 bench: data
 	$(PY) bench/zoo_summary.py
 	$(PY) bench/export_bench.py
