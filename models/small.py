@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin._registry import serializable
+
 
 def _bn():
     return tf.keras.layers.BatchNormalization(momentum=0.9)
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class HardTanh(tf.keras.layers.Layer):
     """`clip(x, -1, 1)` (PyTorch's Hardtanh), the activation of IR-Net's CIFAR nets."""
 
@@ -21,7 +23,7 @@ class HardTanh(tf.keras.layers.Layer):
         return tf.clip_by_value(inputs, -1.0, 1.0)
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class ZeroPadShortcut(tf.keras.layers.Layer):
     """ResNet shortcut "option A": `x[:, ::s, ::s, :]`, channels zero-padded to `filters`."""
 

@@ -103,6 +103,18 @@ def test_libra_gradient_is_ede_through_the_standardization(rng):
     np.testing.assert_allclose(grad, expected, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("value", [0.0, 6.9e-23, 0.3])
+def test_libra_gradient_is_finite_on_constant_channels(value):
+    # A constant channel has variance 0 (or one that underflows to 0): sqrt's infinite gradient
+    # there once turned the whole kernel's gradient into NaN (found by hypothesis).
+    w = tf.Variable(np.full((3, 2, 4), value, np.float32))
+    q = Q.LibraSign()
+    q.build(w.shape)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(q(w))
+    assert np.isfinite(tape.gradient(loss, w).numpy()).all()
+
+
 def test_libra_rejects_activations():
     with pytest.raises(ValueError, match="kernel quantizer"):
         Q.LibraSign()(tf.zeros([5]))

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import numpy as np
 
+from tfbin._registry import serializable
 from tfbin import schedules as schedules_lib
 from tfbin import sharpness
 from tfbin.introspect import binarized_layers
@@ -15,7 +16,7 @@ from tfbin.quantizers import SoftHardQuantizer
 __all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class SharpeningScheduler(tf.keras.callbacks.Callback):
     """Set named sharpness values on schedules during training.
 

@@ -33,14 +33,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfbin._registry import serializable
+
 __all__ = ["ABCConv2D", "ABCDense", "ABCLayer", "weight_shifts", "weight_bases", "activation_bases"]
 
 
 def _register(cls):
-    """`tfbin>ClassName` for the `.keras` format and the bare class name for legacy configs."""
-    cls = tf.keras.utils.register_keras_serializable(package="tfbin")(cls)
-    tf.keras.utils.get_custom_objects()[cls.__name__] = cls
-    return cls
+    return serializable(cls.__name__)(cls)
 
 
 def _sign(x):

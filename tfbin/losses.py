@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin._registry import serializable
 from tfbin.quantizers import BoundedRectifier
 from tfbin.introspect import binarized_layers
 from tfbin.auxiliary import TrainingModel
@@ -15,7 +16,7 @@ from tfbin.auxiliary import TrainingModel
 __all__ = ["SlopeGrowth", "ContrastiveMI", "Distillation"]
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class SlopeGrowth:
     r"""ABR's "weight growing" term on the slopes of every `BoundedRectifier` of a model.
 
@@ -107,7 +108,7 @@ class _WrappingLoss(tf.keras.layers.Layer):
         return {**super().get_config(), "weight": self.weight}
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class ContrastiveMI(_WrappingLoss):
     r"""CMIM's contrastive mutual-information loss between latent and binary activations.
 
@@ -378,7 +379,7 @@ def _logits(y, probabilities: bool):
     return tf.math.log(tf.clip_by_value(y, 1e-7, 1.0)) if probabilities else y
 
 
-@tf.keras.utils.register_keras_serializable(package="tfbin")
+@serializable()
 class Distillation(_WrappingLoss):
     r"""Knowledge distillation from a frozen float teacher (Hinton, Vinyals, Dean 2015).
 

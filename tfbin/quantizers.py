@@ -20,6 +20,7 @@ import math
 import larq as lq
 import tensorflow as tf
 
+from tfbin._registry import serializable
 from tfbin.schedules import EDE_T_MIN
 
 __all__ = [
@@ -33,16 +34,10 @@ __all__ = [
 
 
 def _register(alias):
-    """Register a quantizer class under `tfbin>ClassName`, `ClassName` and `alias`.
-
-    The package-qualified name serves the `.keras` format, the bare class name the legacy
-    (`.h5`, SavedModel) configs larq writes, and the alias string identifiers.
-    """
+    """Register a quantizer class under `tfbin>ClassName`, `ClassName` and `alias` (larq's string identifiers)."""
 
     def decorator(cls):
-        cls = tf.keras.utils.register_keras_serializable(package="tfbin")(cls)
-        tf.keras.utils.get_custom_objects()[cls.__name__] = cls
-        tf.keras.utils.get_custom_objects()[alias] = cls
+        cls = serializable(cls.__name__, alias)(cls)
         cls.alias = alias
         return cls
 
@@ -331,7 +326,10 @@ class LibraSign(SoftHardQuantizer):
         axes = _channel_axes(w)
         n = tf.cast(tf.reduce_prod(tf.shape(w)[:-1]), w.dtype)
         w_hat = w - tf.reduce_mean(w, axes, keepdims=True)
-        std = tf.sqrt(tf.reduce_sum(tf.square(w_hat), axes, keepdims=True) / tf.maximum(n - 1.0, 1.0))
+        variance = tf.reduce_sum(tf.square(w_hat), axes, keepdims=True) / tf.maximum(n - 1.0, 1.0)
+        # sqrt's gradient is infinite at 0: a constant channel (variance 0, or underflowing to 0)
+        # would turn the whole kernel's gradient into NaN. Below epsilon² the floor holds.
+        std = tf.sqrt(tf.maximum(variance, self.epsilon**2))
         w_std = w_hat / (std + self.epsilon)
         mean_abs = tf.reduce_mean(tf.abs(w_std), axes, keepdims=True)
         scale = tf.stop_gradient(tf.pow(2.0, tf.round(tf.math.log(mean_abs) / tf.math.log(2.0))))

@@ -11,11 +11,12 @@ import math
 
 import tensorflow as tf
 
+from tfbin._registry import serializable
+
 __all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "Delayed", "ede", "get"]
 
 
-def _register(cls):
-    return tf.keras.utils.register_keras_serializable(package="tfbin")(cls)
+_register = serializable()
 
 
 def _finite(name, value):

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin.auxiliary import unwrap
+from tfbin.export import flatbuffer as flatbuffer_lib
 
 
 def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
@@ -28,20 +29,6 @@ def randomize_batch_norm(model: tf.keras.Model, seed: int = 0) -> None:
 
 
 def tflite_without_names(flatbuffer: bytes) -> bytes:
-    """A TFLite flatbuffer with tensor, subgraph and signature names removed.
-
-    Keras numbers layers per session, so two exports of the same model can differ only in the
-    tensor names derived from them; compare files with their names stripped.
-    """
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    for subgraph in model.subgraphs:
-        subgraph.name = b""
-        for tensor in subgraph.tensors:
-            tensor.name = b""
-    model.signatureDefs = None
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder))
-    return bytes(builder.Output())
+    """A TFLite flatbuffer with tensor, subgraph and signature names removed (see
+    `tfbin.export.flatbuffer.without_names`): compare exports with their names stripped."""
+    return flatbuffer_lib.without_names(flatbuffer)

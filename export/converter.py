@@ -1,0 +1,273 @@
+"""`convert`: a tfbin/larq model to a verified binary TFLite file (see `tfbin.export`)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import statistics
+import time
+import warnings
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+from tfbin import _graph, _io, _quiet, mode, sharpness
+from tfbin.introspect import binarized_layers
+from tfbin.layers import ABCConv2D, ABCDense
+from tfbin.auxiliary import unwrap
+from tfbin.export import flatbuffer as flatbuffer_lib
+from tfbin.export.parity import margins, parity as compare
+from tfbin.export.report import ExportReport
+from tfbin.export.rewrite import export_model
+from tfbin.export.thresholds import sign_inputs
+
+__all__ = ["ExportError", "convert", "float_twin"]
+
+
+class ExportError(RuntimeError):
+    """Strict export failed: a binarized layer did not become a binary op, or parity failed."""
+
+
+def float_twin(model: tf.keras.Model) -> tf.keras.Model:
+    """The same architecture with every larq layer as its plain Keras layer (no quantizers)."""
+    plain = {
+        lq.layers.QuantConv2D: tf.keras.layers.Conv2D,
+        lq.layers.QuantDense: tf.keras.layers.Dense,
+        lq.layers.QuantDepthwiseConv2D: tf.keras.layers.DepthwiseConv2D,
+    }
+    larq_keys = {"input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics"}
+
+    plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
+    larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
+
+    def replace(layer):
+        cls = plain.get(type(layer))
+        if cls is None:
+            return None
+        return cls(**{k: v for k, v in layer.get_config().items() if k not in larq_keys})
+
+    return _graph.rebuild(model, replace, share=True)
+
+
+def _hard(model):
+    return mode.hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
+
+
+def _median_ms(run, repeats):
+    run()  # warm-up: first invocation allocates and packs weights
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1e3)
+    return round(statistics.median(times), 3)
+
+
+def _float_interpreter(flatbuffer: bytes):
+    """The stock TFLite interpreter for the float baseline: LiteRT's when installed, else
+    `tf.lite.Interpreter`, whose deprecation warning (it points to LiteRT, an extra package
+    tfbin does not require) is dropped here and nowhere else."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
+            interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
+    else:
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+class _NotCompiledNote(logging.Filter):
+    """tf-keras's legacy SavedModel save (which both converters use) calls
+    `try_build_compiled_arguments`, whose bare `except` logs "Compiled the loaded model, but the
+    compiled metrics have yet to be built" for every model that was never compiled. The models
+    converted here are fresh clones, uncompiled on purpose (nothing trains them): the line is
+    false for them, so it is dropped while they convert."""
+
+    def filter(self, record):
+        return "compiled metrics have yet to be built" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _converting():
+    note = _NotCompiledNote()
+    tf.get_logger().addFilter(note)
+    try:
+        with _quiet.conversion():  # the command's quiet defaults (tfbin._quiet); else a no-op
+            yield
+    finally:
+        tf.get_logger().removeFilter(note)
+
+
+def _latency(flatbuffer, float_flatbuffer, x1, repeats):
+    import larq_compute_engine as lce
+
+    default = lce.testing.Interpreter(flatbuffer, num_threads=1)
+    indirect = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
+    float_interp = _float_interpreter(float_flatbuffer)
+    index = float_interp.get_input_details()[0]["index"]
+
+    def run_float():
+        float_interp.set_tensor(index, x1)
+        float_interp.invoke()
+
+    return {
+        "lce_default_ms": _median_ms(lambda: default.predict(x1), repeats),
+        "lce_indirect_bgemm_ms": _median_ms(lambda: indirect.predict(x1), repeats),
+        "float_tflite_ms": _median_ms(run_float, repeats),
+        "repeats": repeats,
+        "note": "x86 host, 1 thread, batch 1, median; LCE's optimized ARM kernels are not used "
+        "here, so these figures do not stand for a phone or a Raspberry Pi.",
+    }
+
+
+def _one_bit_limit_bytes(model) -> int:
+    """Binarized kernels at 1 bit, every other trainable weight at its stored 32 bits.
+
+    Non-trainable weights (BatchNorm statistics, sharpness values) are left out: at inference
+    they fold into the trainable ones' multipliers and biases.
+    """
+    # An ABC-Net layer deploys M binary weight bases: M bits per latent weight.
+    binary_kernels = {id(layer.kernel): getattr(layer, "weight_bases", 1) for layer in binarized_layers(model)}
+    bits = 0
+    for weight in model.trainable_weights:
+        count = int(np.prod(weight.shape))
+        bits += count * binary_kernels.get(id(weight), 32)
+    return int(np.ceil(bits / 8))
+
+
+def _map_layers(model, mapping, refused, ops):
+    """Each binarized Keras layer -> the LCE op its export layer became, or why it stayed float."""
+    rows = []
+    for layer in binarized_layers(model):
+        export_name = mapping.get(layer.name)
+        row = {"layer": layer.name, "type": type(layer).__name__, "lce_op": None, "reason": None, "bconv_count": 0}
+        if export_name is None:
+            row["reason"] = f"rewrite refused: {refused.get(layer.name, 'unsupported layer')}"
+        else:
+            # LCE names tensors after the TF ops they came from; a bconv's quantized input (or its
+            # own output) carries the export layer's name.
+            produced = [
+                name for name, tensors in ops
+                if any(f"/{export_name}/" in t or t.endswith(f"/{export_name}") for t in tensors)
+            ]
+            # Each bconv's input 0 (its bitpacked input) is named after its own export layer,
+            # also when the previous bconv wrote it: count those (M·N for an ABC-Net layer).
+            row["bconv_count"] = sum(
+                1 for name, tensors in ops if name == "LceBconv2d" and tensors and f"/{export_name}/" in tensors[0]
+            )
+            expected = getattr(layer, "weight_bases", 1) * getattr(layer, "activation_bases", 1)
+            if "LceBconv2d" in produced and row["bconv_count"] != expected:
+                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (M·N binary convolutions)"
+            elif "LceBconv2d" in produced:
+                row["lce_op"] = "LceBconv2d"
+            else:
+                row["reason"] = f"converted to {sorted(set(produced)) or 'ops folded into neighbours'}, not LceBconv2d"
+        rows.append(row)
+    return rows
+
+
+def convert(
+    model: tf.keras.Model,
+    path: str | os.PathLike | None = None,
+    *,
+    strict: bool = False,
+    sample_inputs=None,
+    num_samples: int = 1000,
+    latency: bool = True,
+    latency_repeats: int = 20,
+    normalization: str = "float32 as the Keras model's input",
+    labels=None,
+    report_path: str | os.PathLike | None = None,
+) -> ExportReport:
+    """Convert the hard form of `model` with LCE and verify the result.
+
+    # Arguments
+        path: where to write the `.tflite` (atomically); None keeps it in the report only.
+        strict: raise `ExportError` naming the layers when a binarized layer did not become
+            `LceBconv2d`, or when parity fails (otherwise a loud warning).
+        sample_inputs: inputs for the parity check (default: `num_samples` uniform [0, 1]
+            inputs of the model's input shape; pass real data where you have it).
+        latency: measure host latency (LCE default and indirect-BGEMM kernels, float TFLite).
+        normalization, labels: what a deploying app needs to know, copied into the report.
+        report_path: also write the report as JSON there and as Markdown beside it (`.md`).
+    """
+    import larq_compute_engine as lce
+
+    model = unwrap(model)  # a training model's auxiliary losses are not deployed
+    if model.inputs is None or len(model.inputs) != 1:
+        raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
+    exported, mapping, refused = export_model(model)
+    with _hard(model), _converting():  # the layers that were not rewritten are shared with `model`
+        flatbuffer = lce.convert_keras_model(exported)
+    with _converting():
+        float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
+
+    input_shape = tuple(model.inputs[0].shape[1:])
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+        sample_inputs = rng.uniform(0.0, 1.0, size=(num_samples, *input_shape)).astype(np.float32)
+    sample_inputs = np.asarray(sample_inputs, np.float32)
+    with _hard(model):
+        expected = model.predict(sample_inputs, batch_size=256, verbose=0)
+        sample_margins = margins(model, sample_inputs)
+    with _quiet.conversion():
+        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
+    parity = compare(np.asarray(expected), np.asarray(got), sample_margins)
+
+    with _quiet.conversion():
+        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None
+    ops = flatbuffer_lib.ops(flatbuffer)
+    rows = _map_layers(model, mapping, refused, ops)
+    # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
+    two_level = {
+        name for name, export_name in mapping.items()
+        if getattr(exported.get_layer(export_name), "offset_scale", None) is not None
+    }
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping, two_level)}
+    for row in rows:
+        sign = signs.get(row["layer"], {})
+        row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
+    report = ExportReport(
+        path=None if path is None else os.fspath(path),
+        layers=rows,
+        op_histogram=dict(flatbuffer_lib.histogram(ops)),
+        size_bytes=len(flatbuffer),
+        float_size_bytes=len(float_flatbuffer),
+        one_bit_limit_bytes=_one_bit_limit_bytes(model),
+        parity=parity,
+        latency=measured,
+        deployment={
+            "input_shape": [1, *input_shape],
+            "input_dtype": "float32",
+            "normalization": normalization,
+            "labels": list(labels) if labels is not None else None,
+            "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
+        },
+        flatbuffer=flatbuffer,
+    )
+    problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
+    if not rows:
+        problems.append("the model has no binarized layer: this is a float model, not a binary net (wrong checkpoint?)")
+    if not parity["passed"]:
+        problems.append(
+            f"parity failed: {parity['unexplained_mismatches']} of {parity['tie_free_samples']} tie-free samples "
+            f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
+        )
+    report.problems = problems
+    if problems and strict:
+        # The report says why; the .tflite is not written (strict means: no file unless binary).
+        if report_path is not None:
+            report.write(report_path)
+        where = f" (report: {os.fspath(report_path)})" if report_path is not None else ""
+        raise ExportError("tfbin.export (strict): " + "; ".join(problems) + where)
+    if problems:
+        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=2)
+    if path is not None:
+        _io.write_bytes_atomic(path, flatbuffer)
+    if report_path is not None:
+        report.write(report_path)
+    return report

@@ -1,0 +1,58 @@
+"""TFLite flatbuffers read and rewritten with TensorFlow's own schema: the one reader of the package."""
+from __future__ import annotations
+
+import collections
+
+import flatbuffers
+from tensorflow.lite.python import schema_py_generated as schema
+
+__all__ = ["ops", "op_histogram", "histogram", "without_names"]
+
+
+def _model(flatbuffer: bytes):
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+
+
+def ops(flatbuffer: bytes):
+    """`[(op name, input and output tensor names)]` over all subgraphs; custom ops by their custom code."""
+    model = _model(flatbuffer)
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    names = []
+    for code in model.operatorCodes:
+        if code.customCode:
+            names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
+        else:
+            names.append(builtin_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN"))
+    found = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            tensors = [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]
+            found.append((names[op.opcodeIndex], [subgraph.tensors[i].name.decode() for i in tensors if i >= 0]))
+    return found
+
+
+def histogram(found) -> collections.Counter:
+    """`{op name: count}` of the output of `ops`."""
+    return collections.Counter(name for name, _ in found)
+
+
+def op_histogram(flatbuffer: bytes) -> collections.Counter:
+    """`{op name: count}` of a TFLite flatbuffer; LCE's custom ops by name (`LceBconv2d`)."""
+    return histogram(ops(flatbuffer))
+
+
+def without_names(flatbuffer: bytes) -> bytes:
+    """The flatbuffer with tensor, subgraph and signature names removed.
+
+    Keras numbers layers per session, so two exports of the same model can differ only in the
+    tensor names derived from them; compare files with their names stripped.
+    """
+    model = _model(flatbuffer)
+    for subgraph in model.subgraphs:
+        subgraph.name = b""
+        for tensor in subgraph.tensors:
+            tensor.name = b""
+    model.signatureDefs = None
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder))
+    return bytes(builder.Output())
