@@ -266,20 +266,28 @@ def _sharpening(start, end, epochs, sharpen, warmup=0.0):
 def self_binarizing(
     epochs=None,
     v_start: float = 1.0,
-    v_end: float = 1000.0,
+    v_end: float = 10.0,
     sharpen: float = 0.75,
     warmup: float = 0.0,
-    finish: float = 0.0,
+    finish: float = 0.25,
     v_kernel_end: float | None = None,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
     """Self-Binarizing Networks: `tanh(v·x)` for activations and `tanh(v_kernel·w/mean|w|)` for
     weights (per output channel, so one pace fits both scales), each sharpness grown
-    geometrically from `v_start` to `v_end` (the re-implementations' 1 → 1000) over the first
-    `sharpen` fraction of `epochs` and then held, updated every batch. `v_kernel_end` (default:
-    `v_end`) ends the kernels' sharpness apart from the activations'. `finish`: the last fraction
-    of training runs the hard (sign) forward with the soft gradient."""
+    geometrically from `v_start` to `v_end` over the first `sharpen` fraction of `epochs` and then
+    held, updated every batch. `v_kernel_end` (default: `v_end`) ends the kernels' sharpness apart
+    from the activations'. `finish`: the last fraction of training runs the hard (sign) forward
+    with the soft gradient.
+
+    Lahoud et al., "Self-Binarizing Networks", arXiv:1902.00730. The defaults `v_end=10`,
+    `finish=0.25` were chosen on a validation split (`fmnist_small`, 3 epochs, 50,000/10,000
+    Fashion-MNIST training images; `python bench/accuracy_bench.py --validation 10000 --seeds 0
+    --datasets fashion_mnist --arms self_binarizing --override ...`): hard accuracy 0.8653 against
+    0.7616 for the re-implementations' 1 → 1000 without finishing (v_end 30: 0.8109, 100: 0.8173,
+    10 without finishing: 0.8573). A sharper end saturates the kernels long before training ends
+    (no gradient); finishing on the hard forward closes the soft-hard gap."""
     params = dict(locals())
     _need_epochs("self_binarizing", epochs)
     schedule = _sharpening(v_start, v_end, epochs, sharpen, warmup)
@@ -346,10 +354,10 @@ def irnet_cmim(
 def abr(
     epochs=None,
     v_start: float = 1.0,
-    v_end: float = 50.0,
+    v_end: float = 10.0,
     sharpen: float = 0.75,
     warmup: float = 0.0,
-    finish: float = 0.0,
+    finish: float = 0.25,
     binary_weights: bool = True,
     initial_slope: float = 1.0,
     floor: float = 0.01,
@@ -367,7 +375,12 @@ def abr(
     `binary_weights=True` (default) is the fully binary net: `SteSign` kernels with
     `WeightClip(1)`, every binarized layer an LCE binary conv. `binary_weights=False` is the
     paper's setting (binary representations, float weights): the layers keep float kernels,
-    so they are not binarized layers and LCE runs them as float convolutions."""
+    so they are not binarized layers and LCE runs them as float convolutions.
+
+    Wu, Lin, Tang, "Adjustable Bounded Rectifiers", arXiv:1511.06201. The defaults `v_end=10`,
+    `finish=0.25` were chosen on a validation split (as `self_binarizing`'s): hard accuracy
+    0.8411 against 0.8026 for `v_end=50` without finishing (10 without finishing: 0.8313;
+    200: 0.7399; symmetric: 0.7560)."""
     _need_epochs("abr", epochs)
     return Recipe(
         "abr",
