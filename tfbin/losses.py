@@ -257,15 +257,26 @@ class ContrastiveMI(_WrappingLoss):
         """`mean_i −log softmax_i` of row i of `[anchors·positivesᵀ | anchors·negativesᵀ] / τ`;
         entries where `same` (`[B, B + M]` or broadcastable to it, off the diagonal) is true are
         left out."""
-        logits = tf.matmul(anchors, positives, transpose_b=True) / self.temperature
-        if negatives is not None:
-            logits = tf.concat([logits, tf.matmul(anchors, negatives, transpose_b=True) / self.temperature], axis=1)
-        index = tf.range(tf.shape(anchors)[0])
-        if same is not None:
-            diagonal = tf.one_hot(index, tf.shape(logits)[1], on_value=True, off_value=False)
-            same = tf.broadcast_to(same, tf.shape(logits))
-            logits = tf.where(tf.logical_and(same, tf.logical_not(diagonal)), tf.constant(-1e9, logits.dtype), logits)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(index, logits))
+        return self._info_nce(anchors, positives, negatives, None if same is None else self._penalty(same, anchors))
+
+    @staticmethod
+    def _penalty(excluded, anchors):
+        """0, or −1e9 (a zero term of the softmax) where `excluded` is true off the diagonal: built
+        once per step and added to every layer's logits (a `where` per call cost more than the matmuls)."""
+        batch = tf.shape(anchors)[0]
+        excluded = tf.broadcast_to(excluded, [batch, tf.shape(excluded)[1]])
+        diagonal = tf.one_hot(tf.range(batch), tf.shape(excluded)[1], on_value=True, off_value=False)
+        return tf.where(tf.logical_and(excluded, tf.logical_not(diagonal)), tf.constant(-1e9, anchors.dtype), tf.constant(0.0, anchors.dtype))
+
+    def _info_nce(self, anchors, positives, negatives, penalty):
+        # log-sum-exp minus the positive logit: the same value as a softmax cross-entropy with
+        # label i, at about half its cost on CPU for a 4,096-entry bank.
+        scaled = anchors / self.temperature
+        positive = tf.matmul(scaled, positives, transpose_b=True)
+        logits = positive if negatives is None else tf.concat([positive, tf.matmul(scaled, negatives, transpose_b=True)], 1)
+        if penalty is not None:
+            logits += penalty
+        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - tf.linalg.diag_part(positive))
 
     @staticmethod
     def _class_ids(labels):
@@ -302,7 +313,7 @@ class ContrastiveMI(_WrappingLoss):
                 columns.append(self._bank_labels)
             same = tf.equal(ids[:, None], tf.concat(columns, 0)[None, :])
 
-        excluded, total, updates = same, 0.0, []
+        excluded, penalty, total, updates = same, None, 0.0, []
         for i, (latent, quantizer, (head_f, head_b)) in enumerate(zip(taps, self._quantizers, self._heads)):
             z_f = _l2_normalize(head_f(self._pool(latent)))
             z_b = _l2_normalize(head_b(self._pool(quantizer(latent))))
@@ -319,7 +330,9 @@ class ContrastiveMI(_WrappingLoss):
                     prefix = tf.shape(z_f)[0] + tf.shape(neg_f)[0] - self.bank_size
                     unwritten = tf.concat([tf.zeros([prefix], tf.bool), tf.range(self.bank_size) >= self._filled], 0)[None, :]
                     excluded = unwritten if same is None else tf.logical_or(same, unwritten)
-            total += 0.5 * (self.info_nce(z_b, z_f, neg_f, excluded) + self.info_nce(z_f, z_b, neg_b, excluded))
+            if i == 0 and excluded is not None:
+                penalty = self._penalty(excluded, z_b)
+            total += 0.5 * (self._info_nce(z_b, z_f, neg_f, penalty) + self._info_nce(z_f, z_b, neg_b, penalty))
         if training and self.bank_size:
             self._enqueue(updates, ids)
         return total / len(taps)
