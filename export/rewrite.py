@@ -29,7 +29,8 @@ import tensorflow as tf
 from tfbin import _graph
 from tfbin.introspect import is_binarized
 from tfbin.layers import ABCLayer
-from tfbin.quantizers import BoundedRectifier, SoftHardQuantizer
+from tfbin.mode import hard_forms
+from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, SoftHardQuantizer
 
 _ONES_CHANNELS = 8  # LCE's interpreter fails on binary convs with a single output channel
 
@@ -88,17 +89,30 @@ class BinaryConvExport(tf.keras.layers.Layer):
         return self.activation(y)
 
 
+def lce_runs_as(layer) -> str:
+    """How LCE 0.16 runs a layer after `tfbin.export` (the rules this module implements; `models.summary` shows them)."""
+    if not is_binarized(layer):
+        return "float" if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)) else ""
+    if isinstance(layer, ABCLayer):
+        return f"LceBconv2d ×{layer.weight_bases * layer.activation_bases} (ABC-Net: {layer.weight_bases} weight × {layer.activation_bases} activation bases)"
+    if isinstance(layer, (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.SeparableConv2D)):
+        return "float: LCE has no binary depthwise/separable op"
+    if isinstance(layer, tf.keras.layers.Dense):
+        return "LceBconv2d (a 1x1 binary conv: tfbin.export's rewrite; LCE has no binary dense op)"
+    if isinstance(layer.input_quantizer, BoundedRectifier) and not layer.input_quantizer.symmetric:
+        return "LceBconv2d ({0,1} inputs rewritten to ±1 by tfbin.export)"
+    if isinstance(layer.kernel_quantizer, DistributionAwareSign):
+        return "LceBconv2d (two scales per filter: tfbin.export adds all-ones channels)"
+    return "LceBconv2d"
+
+
 def _hard_call(quantizer, x) -> np.ndarray:
     """`quantizer(x)` in its hard form (tfbin quantizers) or as it is (larq's, already hard)."""
     x = tf.convert_to_tensor(x)  # not a variable: larq's custom gradients refuse those
     if not isinstance(quantizer, SoftHardQuantizer):
         return tf.convert_to_tensor(quantizer(x)).numpy()
-    was = quantizer.hard_mode
-    quantizer.hard_mode = True
-    try:
+    with hard_forms([quantizer]):
         return quantizer(x).numpy()
-    finally:
-        quantizer.hard_mode = was
 
 
 def _two_levels(kernel, layer_name):

@@ -16,12 +16,11 @@ import larq as lq
 import tensorflow as tf
 
 from tfbin.binarize import Binarized, binarize
+from tfbin.export.rewrite import lce_runs_as
 from tfbin.introspect import is_binarized
-from tfbin.layers import ABCLayer
 from tfbin.models import small
 from tfbin.models.small import HardTanh, ZeroPadShortcut
 from tfbin.models.zoo import ZOO, build_zoo
-from tfbin.quantizers import BoundedRectifier, DistributionAwareSign
 from tfbin.auxiliary import unwrap
 
 __all__ = ["available", "build", "default_input_shape", "summary", "HardTanh", "ZeroPadShortcut"]
@@ -87,23 +86,6 @@ def default_input_shape(name: str) -> tuple:
     raise ValueError(f"Unknown model {name!r}; the models are {available()}.")
 
 
-def _lce_runs_as(layer) -> str:
-    """How LCE 0.16 runs a layer after `tfbin.export`, by the rules measured on LCE 0.16 (see tfbin.export.rewrite)."""
-    if not is_binarized(layer):
-        return "float" if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)) else ""
-    if isinstance(layer, ABCLayer):
-        return f"LceBconv2d ×{layer.weight_bases * layer.activation_bases} (ABC-Net: {layer.weight_bases} weight × {layer.activation_bases} activation bases)"
-    if isinstance(layer, (tf.keras.layers.DepthwiseConv2D, tf.keras.layers.SeparableConv2D)):
-        return "float: LCE has no binary depthwise/separable op"
-    if isinstance(layer, tf.keras.layers.Dense):
-        return "LceBconv2d (a 1x1 binary conv: tfbin.export's rewrite; LCE has no binary dense op)"
-    if isinstance(layer.input_quantizer, BoundedRectifier) and not layer.input_quantizer.symmetric:
-        return "LceBconv2d ({0,1} inputs rewritten to ±1 by tfbin.export)"
-    if isinstance(layer.kernel_quantizer, DistributionAwareSign):
-        return "LceBconv2d (two scales per filter: tfbin.export adds all-ones channels)"
-    return "LceBconv2d"
-
-
 def summary(model: tf.keras.Model, print_fn=print) -> dict:
     """`lq.models.summary` plus, per layer, whether LCE will run it as a binary op.
 
@@ -116,7 +98,7 @@ def summary(model: tf.keras.Model, print_fn=print) -> dict:
         lq.models.summary(model, print_fn=print_fn)
     rows = []
     for layer in model.layers:
-        runs_as = _lce_runs_as(layer)
+        runs_as = lce_runs_as(layer)
         if runs_as:
             rows.append({"layer": layer.name, "type": type(layer).__name__, "binarized": is_binarized(layer), "lce": runs_as})
     total_macs = profile.op_count("mac") or 0

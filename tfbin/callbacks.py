@@ -16,6 +16,13 @@ from tfbin.quantizers import SoftHardQuantizer
 __all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]
 
 
+
+def check_update_freq(update_freq: str) -> str:
+    """`update_freq` if it is one `SharpeningScheduler` knows, else a ValueError saying which."""
+    if update_freq not in ("epoch", "batch"):
+        raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
+    return update_freq
+
 @serializable()
 class SharpeningScheduler(tf.keras.callbacks.Callback):
     """Set named sharpness values on schedules during training.
@@ -42,10 +49,8 @@ class SharpeningScheduler(tf.keras.callbacks.Callback):
         super().__init__()
         if not isinstance(schedules, dict) or not schedules:
             raise ValueError(f"SharpeningScheduler needs a non-empty {{name: schedule}} dict, got {schedules!r}.")
-        if update_freq not in ("epoch", "batch"):
-            raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
+        self.update_freq = check_update_freq(update_freq)
         self.schedules = {name: schedules_lib.get(s) for name, s in schedules.items()}
-        self.update_freq = update_freq
         self._epoch = 0
         self._variables = {}
 

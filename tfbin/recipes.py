@@ -22,7 +22,7 @@ import larq as lq
 import tensorflow as tf
 
 from tfbin import schedules as schedules_lib
-from tfbin.callbacks import SharpeningScheduler
+from tfbin.callbacks import SharpeningScheduler, check_update_freq
 from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
@@ -87,9 +87,7 @@ class Recipe:
         self.kernel_quantizer = _serialize(kernel_quantizer)
         self.kernel_constraint = _serialize(kernel_constraint)
         self.schedules = {k: schedules_lib.get(v) for k, v in (schedules or {}).items()}
-        if update_freq not in ("epoch", "batch"):
-            raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
-        self.update_freq = update_freq
+        self.update_freq = check_update_freq(update_freq)
         self.keep_full_precision = tuple(keep_full_precision)
         self.losses = [tf.keras.utils.deserialize_keras_object(l) if isinstance(l, dict) else l for l in (losses or [])]
         self.params = json.loads(json.dumps(params or {}))  # JSON-normal, so configs round-trip
