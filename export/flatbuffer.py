@@ -6,16 +6,15 @@ import collections
 import flatbuffers
 from tensorflow.lite.python import schema_py_generated as schema
 
-__all__ = ["ops", "op_histogram", "histogram", "without_names"]
+__all__ = ["ops", "main_graph", "op_histogram", "histogram", "without_names"]
 
 
 def _model(flatbuffer: bytes):
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
 
 
-def ops(flatbuffer: bytes):
-    """`[(op name, input and output tensor names)]` over all subgraphs; custom ops by their custom code."""
-    model = _model(flatbuffer)
+def _op_names(model):
+    """Each operator code's name: builtins by their enum name, custom ops by their custom code."""
     builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     names = []
     for code in model.operatorCodes:
@@ -23,12 +22,27 @@ def ops(flatbuffer: bytes):
             names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
         else:
             names.append(builtin_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN"))
+    return names
+
+
+def ops(flatbuffer: bytes):
+    """`[(op name, input and output tensor names)]` over all subgraphs; custom ops by their custom code."""
+    model = _model(flatbuffer)
+    names = _op_names(model)
     found = []
     for subgraph in model.subgraphs:
         for op in subgraph.operators:
             tensors = [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]
             found.append((names[op.opcodeIndex], [subgraph.tensors[i].name.decode() for i in tensors if i >= 0]))
     return found
+
+
+def main_graph(flatbuffer: bytes):
+    """`([(op name, input tensor indices, output tensor indices)], tensor names)` of subgraph 0."""
+    model = _model(flatbuffer)
+    names = _op_names(model)
+    graph = model.subgraphs[0]
+    return [(names[op.opcodeIndex], list(op.inputs), list(op.outputs)) for op in graph.operators], [t.name.decode() for t in graph.tensors]
 
 
 def histogram(found) -> collections.Counter:

@@ -14,29 +14,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin.export import flatbuffer as flatbuffer_lib
 from tfbin.introspect import binarized_layers, is_binarized
 
 __all__ = ["sign_inputs"]
 
 # Ops that produce a bitpacked tensor from a binary conv's thresholded output.
 _FUSED_PRODUCERS = {"LceBconv2d", "LceBMaxPool2d"}
-
-
-def _operators(flatbuffer: bytes):
-    """`[(op name, input tensor indices, output tensor indices, tensor names)]` of subgraph 0."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    names = []
-    for code in model.operatorCodes:
-        if code.customCode:
-            names.append(code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode)
-        else:
-            names.append(builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode), "UNKNOWN"))
-    graph = model.subgraphs[0]
-    tensor_names = [t.name.decode() for t in graph.tensors]
-    return [(names[op.opcodeIndex], list(op.inputs), list(op.outputs)) for op in graph.operators], tensor_names
 
 
 def _predecessor(layer):
@@ -83,7 +67,7 @@ def sign_inputs(model, flatbuffer: bytes, mapping: dict, two_level=frozenset()) 
     its input became a fused output threshold of the previous binary conv (`"fused"`), ran as
     `LceQuantize` after float ops (`"float"`, with the reason), or could not be found.
     `two_level`: names of the layers exported with a kernel offset term (unequal levels, DAB)."""
-    operators, tensor_names = _operators(flatbuffer)
+    operators, tensor_names = flatbuffer_lib.main_graph(flatbuffer)
     producer = {t: name for name, _, outputs in operators for t in outputs}
     rows = []
     for layer in binarized_layers(model):
