@@ -304,11 +304,12 @@ def test_blrnet_recipe_builds_trains_and_anneals_the_temperature():
     assert np.isfinite(hard_loss)
 
 
+@pytest.mark.slow  # ~12 s here, mostly the two conversions; tests/test_export.py's per-recipe test covers blrnet in quick runs
 def test_fmnist_small_with_the_blrnet_recipe_exports_every_binary_layer_as_bconv(tmp_path):
     tf.keras.utils.set_random_seed(0)
     model, _ = tfbin.models.build("fmnist_small", "blrnet", epochs=1)
     randomize_batch_norm(model)
-    x = np.random.default_rng(1).uniform(0, 1, (500, 28, 28, 1)).astype("float32")
+    x = np.random.default_rng(1).uniform(0, 1, (300, 28, 28, 1)).astype("float32")
     report = export.convert(model, tmp_path / "blrnet.tflite", strict=True, sample_inputs=x, latency=False)
     assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 4
     assert report.op_histogram["LceBconv2d"] == 4 and report.op_histogram["CONV_2D"] == 1  # the float stem
