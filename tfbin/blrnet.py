@@ -393,6 +393,7 @@ def ensemble_predict(model, x, samples: int = 8, recalibration_data=None, recali
     layers = blr_layers(model)
     if not layers:
         raise ValueError(f"Model {model.name!r} has no BLRNet layers (BLRConv2D / BLRDense) to sample.")
+    x = np.asarray(x, np.float32)
     rng = np.random.default_rng(seed)
     saved_logits = [layer.logits.numpy() for layer in layers]
     norms = [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
@@ -407,7 +408,8 @@ def ensemble_predict(model, x, samples: int = 8, recalibration_data=None, recali
             if recalibration_data is not None:
                 recalibrate(model, recalibration_data, steps=recalibration_steps)
             with hard(model):
-                out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
+                # eager calls: `predict` would retrace for every sampled net (hard() drops its trace)
+                out = np.concatenate([np.asarray(model(x[i : i + batch_size], training=False), np.float64) for i in range(0, len(x), batch_size)])
             total = out if total is None else total + out
     finally:
         for layer, theta in zip(layers, saved_logits):
