@@ -200,7 +200,7 @@ TABLES = {
 }
 
 
-RECIPES = ("float", "ste", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim", "abc")
+RECIPES = ("float", "ste", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim", "abc", "blrnet")
 
 
 def summary_table(results):

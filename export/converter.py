@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from tfbin import _graph, _io, _quiet, mode, sharpness
 from tfbin.introspect import binarized_layers
+from tfbin.blrnet import BLRConv2D, BLRDense
 from tfbin.layers import ABCConv2D, ABCDense
 from tfbin.auxiliary import unwrap
 from tfbin.export import flatbuffer as flatbuffer_lib
@@ -40,6 +41,8 @@ def float_twin(model: tf.keras.Model) -> tf.keras.Model:
 
     plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
     larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
+    plain.update({BLRConv2D: tf.keras.layers.Conv2D, BLRDense: tf.keras.layers.Dense})
+    larq_keys |= {"binary_inputs"}
 
     def replace(layer):
         cls = plain.get(type(layer))

@@ -18,8 +18,10 @@ EXPECTED = {
     "dab": (lq.quantizers.SteSign, Q.DistributionAwareSign),
     "irnet_cmim": (Q.EDESign, Q.LibraSign),
     "abc": None,  # a layer_type recipe: ABCConv2D / ABCDense instead of quantizers (tests/test_abc.py)
+    "blrnet": None,  # a layer_type recipe: BLRConv2D / BLRDense (tests/test_blrnet.py)
 }
-SHARPENING = ("irnet", "self_binarizing", "irnet_cmim", "abr")
+SHARPENING = ("irnet", "self_binarizing", "irnet_cmim", "abr", "blrnet")
+LAYER_TYPES = {"abc": ("ABCConv2D", "ABCDense"), "blrnet": ("BLRConv2D", "BLRDense")}
 
 
 def float_model():
@@ -51,9 +53,8 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     assert type(layers["classifier"]) is tf.keras.layers.Dense
     assert type(layers["depthwise"]) is tf.keras.layers.DepthwiseConv2D
     if EXPECTED[name] is None:
-        from tfbin.layers import ABCConv2D, ABCDense
-
-        assert [type(layers[n]) for n in ("conv_same", "conv_valid", "hidden")] == [ABCConv2D, ABCConv2D, ABCDense]
+        conv, dense = LAYER_TYPES[name]
+        assert [type(layers[n]).__name__ for n in ("conv_same", "conv_valid", "hidden")] == [conv, conv, dense]
     else:
         input_cls, kernel_cls = EXPECTED[name]
         for layer_name in ("conv_same", "conv_valid", "hidden"):
@@ -63,6 +64,11 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     assert layers["conv_same"].pad_values == 1.0 and layers["conv_valid"].pad_values == 0.0
     for original in model.layers:
         for w_old, w_new in zip(original.weights, layers[original.name].weights):
+            if name == "blrnet" and w_new.name.endswith("kernel:0") and original.name in ("conv_same", "conv_valid", "hidden"):
+                # BLRNet's kernel holds logits: the float kernel's PBNet-S transfer, signs kept
+                w = w_old.numpy()
+                np.testing.assert_allclose(np.tanh(w_new.numpy()), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
+                continue
             np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
     assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in SHARPENING else [])
 
@@ -120,7 +126,7 @@ def test_users_can_register_their_own_recipe():
 @pytest.mark.parametrize(
     "call,error,message",
     [
-        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abc', 'abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
+        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abc', 'abr', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
         (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
         (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
         (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),

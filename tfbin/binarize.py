@@ -370,6 +370,9 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
         if changes:
             warnings.warn("tfbin.binarize changed the float graph: " + "; ".join(changes), stacklevel=2)
     new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
+    for layer in new_model.layers:
+        if layer.name in targets and hasattr(layer, "from_float_kernel"):
+            layer.from_float_kernel()  # the copied float kernel -> the layer's own parameters (BLRNet's logits)
     for loss in recipe.losses:
         new_model = loss.attach(new_model)
     result = Binarized(new_model, recipe.callbacks())

@@ -7,7 +7,7 @@ model; `recipe.callbacks()` gives what `model.fit` needs.
 
 ```python
 recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
-tfbin.recipes.available()   # ['abc', 'abr', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
+tfbin.recipes.available()   # ['abc', 'abr', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
 ```
 
 Users register their own factory with `@tfbin.recipes.register("name")`.
@@ -21,6 +21,7 @@ from typing import Callable
 import larq as lq
 import tensorflow as tf
 
+from tfbin import blrnet as blrnet_lib  # noqa: F401  (registers the 'blrnet' layer type)
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler, check_update_freq
 from tfbin.layers import LAYER_TYPES
@@ -431,4 +432,41 @@ def abc(weight_bases: int = 3, activation_bases: int = 3, threshold_spread: floa
         params=dict(locals()),
         layer_type="abc",
         layer_config={"weight_bases": weight_bases, "activation_bases": activation_bases, "threshold_spread": threshold_spread},
+    )
+
+
+@register("blrnet")
+def blrnet(
+    epochs=None,
+    tau_start: float = 1.0,
+    tau_end: float = 0.1,
+    sharpen: float = 0.75,
+    warmup: float = 0.0,
+    straight_through: bool = False,
+    update_freq: str = "batch",
+    keep_full_precision=("first", "last"),
+) -> Recipe:
+    """BLRNet / PBNet (Peters & Welling, arXiv:1809.03368): every binarized Conv2D/Dense becomes
+    a `BLRConv2D`/`BLRDense` with a distribution over binary weights (logits θ, initialized from
+    the float kernel by the paper's PBNet-S transfer), trained on the propagated mean and
+    variance of the pre-activations, with relaxed binary activations `tanh(x/τ)`. The temperature
+    `tau` falls geometrically from `tau_start` to `tau_end` over the first `sharpen` fraction of
+    `epochs` (after `warmup`), then holds, updated every batch. `straight_through=True` with
+    `tau_start == tau_end == 1` is the paper's PBNet-S (hard sample forward, static τ = 1).
+    Deployed as the most probable binary weights sign(θ) with sign activations: every binarized
+    layer an LCE binary conv; recalibrate BN first (`tfbin.recalibrate`), as the paper does.
+    `tfbin.blrnet.ensemble_predict` evaluates the paper's ensembles of sampled nets. See
+    `tfbin.blrnet`."""
+    params = dict(locals())
+    _need_epochs("blrnet", epochs)
+    return Recipe(
+        "blrnet",
+        None,
+        None,
+        schedules={"tau": _sharpening(tau_start, tau_end, epochs, sharpen, warmup)},
+        update_freq=update_freq,
+        keep_full_precision=keep_full_precision,
+        params=params,
+        layer_type="blrnet",
+        layer_config={"straight_through": bool(straight_through)},
     )
