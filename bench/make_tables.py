@@ -221,7 +221,8 @@ def summary_table(results):
     for name in RECIPES:
         v, s, c = val.get(name), test.get(name), cost.get(name)
         validation = f"{v['hard_accuracy']:.4f}" if v else "not measured"
-        tested = f"{s['hard_mean']:.4f} ± {s['hard_std']:.4f} ({s['runs']})" if s else "not measured yet"
+        spread = f" ± {s['hard_std']:.4f}" if s and s["runs"] > 1 else ""
+        tested = f"{s['hard_mean']:.4f}{spread} ({s['runs']})" if s else "not measured yet"
         ratio = f"{c['ratio_vs_ste']:.2f}×" if c else "—"
         lines.append(f"| `{name}` | {validation} | {tested} | {ratio} |")
     return "\n".join(lines)
