@@ -262,7 +262,7 @@ class PBGSampledDense(_PBGLayer):
 def linear_loss(y_true, y_pred):
     """The linear loss `(1 − y·ŷ)/2` per example (labels ±1; `[batch]`)."""
     y_true = tf.reshape(tf.cast(y_true, tf.float32), [-1])
-    return 0.5 * (1.0 - y_true * tf.reshape(y_pred, [-1]))
+    return 0.5 * (1.0 - y_true * tf.reshape(tf.cast(y_pred, tf.float32), [-1]))
 
 
 def bound(linear_loss_value, kl, n, C, delta=0.05):
