@@ -1,7 +1,7 @@
 """PBGNet on a binary MNIST task (the paper's mnist17 / mnist49 kind): test error and the bound.
 
     python bench/pbgnet_mnist.py [--digits 1 7] [--hidden 10] [--epochs 20] [--lr 0.01]
-                                 [--sample-size 100] [--out bench/results/pbgnet_mnist.json]
+                                 [--sample-size 100] [--out bench/results/pbgnet_mnist17.json]
 
 Data as the paper's code (`pbgdeep/dataset_loader.py`): all 70,000 MNIST images of the two digits
 (train and test pooled), pixels / 255, the lower digit labelled −1 and the higher +1, split 75/25
@@ -54,7 +54,7 @@ def main():
     parser.add_argument("--sample-size", type=int, default=100)
     parser.add_argument("--prior", default="init", choices=["init", "zero"])
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "pbgnet_mnist.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/pbgnet_mnist<low><high>.json")
     args = parser.parse_args()
 
     import numpy as np
@@ -63,6 +63,9 @@ def main():
     from tfbin import pbgnet
 
     low, high = sorted(args.digits)
+    if low == high or not 0 <= low <= 9 or not 0 <= high <= 9:
+        parser.error(f"--digits: two different digits 0-9, got {args.digits}")
+    out = args.out or os.path.join(ROOT, "bench", "results", f"pbgnet_mnist{low}{high}.json")
     x_train, x_test, y_train, y_test = load_pair(low, high)
     start = time.perf_counter()
     plateau = tf.keras.callbacks.ReduceLROnPlateau("bound", factor=0.5, patience=5, mode="min")
@@ -93,8 +96,8 @@ def main():
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "command": "python bench/pbgnet_mnist.py " + " ".join(sys.argv[1:]),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
     print(json.dumps({k: result[k] for k in ("task", "train_seconds", "test_error", "test_linear_loss", "sign_net_test_error")}))
