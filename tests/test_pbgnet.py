@@ -167,6 +167,30 @@ def test_bound_matches_numpy():
         pbgnet.bound(0.1, 1.0, 0, 1.0)
 
 
+def test_the_bound_is_above_the_kl_inverse_for_every_C():
+    # B relaxes the kl bound kl(L̂ ‖ L) ≤ ε = (KL + ln(2√n/δ))/n through the variational form
+    # kl(q ‖ p) ≥ −Cq − ln(1 − p(1 − e^{−C})) (λ = −C), so it holds for all C at once and is never
+    # below the exact kl inversion sup{p : kl(L̂ ‖ p) ≤ ε}.
+    def kl(q, p):
+        q = np.clip(q, 1e-12, 1 - 1e-12)
+        return q * np.log(q / p) + (1 - q) * np.log((1 - q) / (1 - p))
+
+    def kl_inverse(q, eps):
+        lo, hi = q, 1.0 - 1e-12
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if kl(q, mid) <= eps else (lo, mid)
+        return lo
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        q, p, C = rng.uniform(0, 1), rng.uniform(0.001, 0.999), rng.uniform(0.01, 30)
+        assert kl(q, p) >= -C * q - np.log(1 - p * (1 - np.exp(-C))) - 1e-9
+        loss, kl_value, n = rng.uniform(0, 0.5), rng.uniform(0, 300), int(rng.integers(100, 50_000))
+        eps = (kl_value + np.log(2 * np.sqrt(n) / 0.05)) / n
+        assert float(pbgnet.bound(loss, kl_value, n, C)) >= kl_inverse(loss, eps) - 1e-5
+
+
 def official_kl(layers):
     """The official `PBGNet.compute_kl` loop: from the output layer down, coefficient *= out_features."""
     kl, coefficient = 0.0, 1

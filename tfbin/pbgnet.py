@@ -42,8 +42,9 @@ L(F) \le B = \frac{1 - \exp\!\big(-C \hat L - \frac{\mathrm{KL}(Q\|P) + \ln(2\sq
 \(c_k = \prod_{j > k} d_j\) the product of the widths (output units) of the layers above layer \(k\)
 (\(c = 1\) for the output layer and the last hidden layer): the paper's network is a tree in which
 layer \(k\) appears once per path above it (Eq. 17, `PBGNet.compute_kl`). \(C = e^t\) is learned with the
-weights (\(t_0 = 0\)), \(\delta = 0.05\). The batch value of \(B\) is the training loss. \(B\) follows from
-\(\mathrm{kl}(\hat L \| L) \le (\mathrm{KL} + \ln(2\sqrt n/\delta))/n\) for every \(C\) at once, so learning
+weights (\(t_0 = 0\)), \(\delta = 0.05\). The batch value of \(B\) is the training loss. \(B\) relaxes
+the kl bound \(\mathrm{kl}(\hat L \| L) \le (\mathrm{KL} + \ln(2\sqrt n/\delta))/n\) through the variational form
+\(\mathrm{kl}(q\|p) \ge -Cq - \ln(1 - p(1 - e^{-C}))\), which holds for every \(C\) at once, so learning
 \(C\) costs nothing in the bound. Two caveats of the paper's procedure that this module keeps: \(\hat L\)
 is itself a \(T\)-sample Monte-Carlo estimate (unbiased, not an upper bound; `evaluate_bound` can use a
 larger \(T\)), and selecting epochs or hyperparameters by the bound adds no union bound.
