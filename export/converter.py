@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin import _graph, _io, _quiet, mode, sharpness
-from tfbin.introspect import binarized_layers
+from tfbin.introspect import binarized_layers, binary_activation_layers
 from tfbin.blrnet import BLRConv2D, BLRDense
 from tfbin.layers import ABCConv2D, ABCDense
 from tfbin.auxiliary import unwrap
@@ -173,6 +173,22 @@ def _map_layers(model, mapping, refused, ops):
     return rows
 
 
+FLOAT_WEIGHTS_REASON = (
+    "binary (±1) inputs but real-valued weights: LCE has no binary op for float weights (its binary "
+    "conv needs ±1 weights with one scale per output channel), so this layer runs as float ops on the "
+    "sign of its input — no binary kernel, no speed-up or size gain from it"
+)
+
+
+def _float_weight_rows(model, ops):
+    """Each binary-activation layer with float weights -> the float ops it became."""
+    rows = []
+    for layer in binary_activation_layers(model):
+        produced = sorted({name for name, tensors in ops if any(f"/{layer.name}/" in t or t.endswith(f"/{layer.name}") for t in tensors)})
+        rows.append({"layer": layer.name, "type": type(layer).__name__, "ops": produced, "reason": FLOAT_WEIGHTS_REASON})
+    return rows
+
+
 def convert(
     model: tf.keras.Model,
     path: str | os.PathLike | None = None,
@@ -234,9 +250,11 @@ def convert(
     for row in rows:
         sign = signs.get(row["layer"], {})
         row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
+    float_rows = _float_weight_rows(model, ops)
     report = ExportReport(
         path=None if path is None else os.fspath(path),
         layers=rows,
+        float_weight_layers=float_rows,
         op_histogram=dict(flatbuffer_lib.histogram(ops)),
         size_bytes=len(flatbuffer),
         float_size_bytes=len(float_flatbuffer),
@@ -253,7 +271,12 @@ def convert(
         flatbuffer=flatbuffer,
     )
     problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
-    if not rows:
+    if not rows and float_rows:
+        problems.append(
+            f"the model has no binarized layer: its {len(float_rows)} binary-activation layer(s) have float weights, "
+            "for which LCE has no binary op, so they run as float ops (no binary speed-up)"
+        )
+    elif not rows:
         problems.append("the model has no binarized layer: this is a float model, not a binary net (wrong checkpoint?)")
     if not parity["passed"]:
         problems.append(

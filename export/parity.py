@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfbin.introspect import binarized_layers
+from tfbin.introspect import binarized_layers, binary_activation_layers
 from tfbin.layers import ABCLayer
 from tfbin.export.rewrite import RewriteError, input_threshold
 
@@ -32,12 +32,13 @@ _EPS32 = float(np.finfo(np.float32).eps)
 
 
 def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Per sample: min over binarized layers and their input values of
+    """Per sample: min over binarized layers (and binary-activation layers with float weights,
+    whose input signs decide their output just the same) and their input values of
     `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold, 0 except for {0,1} rectifiers;
     the nearest of an ABC-Net layer's N thresholds `0.5 − v_n`),
     computed with the model in its hard form (the caller's responsibility)."""
     layers, thresholds = [], []
-    for layer in binarized_layers(model):
+    for layer in binarized_layers(model) + binary_activation_layers(model):
         if isinstance(layer, ABCLayer):  # N thresholds: A_n = sign(x + (v_n − 0.5))
             thresholds.append([-(v - np.float32(0.5)) for v in layer.shifts.numpy()])
             layers.append(layer)

@@ -20,6 +20,8 @@ class ExportReport:
     latency: dict | None
     deployment: dict
     problems: list = dataclasses.field(default_factory=list)
+    # Layers with binary inputs and float weights: `{layer, type, ops, reason}` (they run as float).
+    float_weight_layers: list = dataclasses.field(default_factory=list)
     flatbuffer: bytes = dataclasses.field(default=b"", repr=False)
 
     @property
@@ -49,6 +51,16 @@ class ExportReport:
             f"{r.get('sign_input') or ''}{': ' + r['sign_input_detail'] if r.get('sign_input_detail') else ''} |"
             for r in self.layers
         ]
+        if self.float_weight_layers:
+            lines += [
+                "",
+                f"**{len(self.float_weight_layers)} layer(s) with binary activations and float weights run as float ops**: "
+                "LCE has no binary op for float weights.",
+                "",
+                "| layer | type | TFLite ops | why float |",
+                "|---|---|---|---|",
+            ]
+            lines += [f"| {r['layer']} | {r['type']} | {', '.join(r['ops']) or '—'} | {r['reason']} |" for r in self.float_weight_layers]
         lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]
         lines += [
             f"| this model | {self.size_bytes:,} | 1 |",

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfbin.layers import ABCLayer
 from tfbin.auxiliary import unwrap
 
-__all__ = ["precision", "is_binarized", "binarized_layers", "all_layers"]
+__all__ = ["precision", "is_binarized", "binarized_layers", "is_binary_activation", "binary_activation_layers", "all_layers"]
 
 
 def precision(quantizer):
@@ -26,6 +26,13 @@ def is_binarized(layer) -> bool:
     return precision(getattr(layer, "input_quantizer", None)) == 1 and precision(getattr(layer, "kernel_quantizer", None)) == 1
 
 
+def is_binary_activation(layer) -> bool:
+    """A larq quantized layer with a 1-bit input quantizer and real weights (no 1-bit kernel
+    quantizer): binary activations, float weights, as PBGNet's deployed sign network or ABR's
+    paper setting. Not binarized: LCE has no binary op for float weights."""
+    return not is_binarized(layer) and precision(getattr(layer, "input_quantizer", None)) == 1
+
+
 def all_layers(model: tf.keras.Model):
     """The layers of `model`, nested models flattened, in layer order."""
     for layer in model.layers:
@@ -39,3 +46,8 @@ def binarized_layers(model: tf.keras.Model) -> list:
     """The binarized layers of `model` (`is_binarized`), in layer order; a
     `tfbin.TrainingModel`'s are those of the model it trains."""
     return [layer for layer in all_layers(unwrap(model)) if is_binarized(layer)]
+
+
+def binary_activation_layers(model: tf.keras.Model) -> list:
+    """The layers of `model` with binary inputs and float weights (`is_binary_activation`)."""
+    return [layer for layer in all_layers(unwrap(model)) if is_binary_activation(layer)]

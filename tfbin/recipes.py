@@ -206,6 +206,12 @@ def get(identifier="irnet", **overrides) -> Recipe:
         return identifier
     if isinstance(identifier, dict):
         return Recipe.from_config(identifier)
+    if identifier == "pbgnet" and identifier not in _FACTORIES:
+        raise ValueError(
+            "'pbgnet' is a trainer, not a recipe: PBGNet fixes its architecture and objective (the PAC-Bayes "
+            "bound needs the layer structure, the training-set size and the prior) instead of binarizing a "
+            "given model; use tfbin.pbgnet.PBGNet or tfbin.pbgnet.train."
+        )
     if identifier not in _FACTORIES:
         raise ValueError(f"Unknown recipe {identifier!r}; the recipes are {available()}.")
     factory = _FACTORIES[identifier]
