@@ -30,6 +30,7 @@ convolutions of the formula.
 """
 from __future__ import annotations
 
+import larq as lq
 import numpy as np
 import tensorflow as tf
 
@@ -44,7 +45,7 @@ def _register(cls):
 
 def _sign(x):
     """±1 with sign(0) = +1 (the paper's `2·1[· ≥ 0] − 1`, and what LCE computes)."""
-    return tf.where(x >= 0, tf.ones_like(x), -tf.ones_like(x))
+    return lq.math.sign(x)
 
 
 def weight_shifts(m: int) -> np.ndarray:
