@@ -244,6 +244,9 @@ def test_fit_lowers_the_bound_and_logs_it():
     assert after["linear_loss"] < before["linear_loss"] and after["bound"] > after["linear_loss"]
     np.testing.assert_allclose(after["bound"], float(pbgnet.bound(after["linear_loss"], after["kl"], 512, after["C"])), rtol=1e-5)
     assert history.history["bound"][-1] < history.history["bound"][0]
+    larger = pbgnet.evaluate_bound(model, x, y, sample_size=200)  # T for this estimate only
+    assert larger["sample_size"] == 200 and model.sample_size == 20 and model.pbg_layers[-1].sample_size == 20
+    assert larger["kl"] == after["kl"] and abs(larger["linear_loss"] - after["linear_loss"]) < 0.02
     logs = model.evaluate(x, y, return_dict=True, verbose=0)
     assert set(logs) == {"linear_loss", "error"} and logs["error"] < 0.3
     # 0/1 labels mean −1/+1
