@@ -12,7 +12,9 @@ defaults. Arms:
 - `float`: the same net in full precision (no recipe);
 - `ste`, `abr`, `self_binarizing`, `irnet`, `dab`, `irnet_cmim`: the recipes (schedules span
   the 3 epochs), scored by **hard** test accuracy (what the exported model computes);
-- `irnet_kd`: `irnet` plus `tfbin.losses.Distillation` from the `float` arm of the same seed.
+- `irnet_kd`: `irnet` plus `tfbin.losses.Distillation` from the `float` arm of the same seed;
+- `abc`, `blrnet`: ABC-Net and BLRNet (BLRNet deploys after BatchNorm recalibration, as its
+  paper: its deployed figure is `hard_accuracy_recalibrated`).
 
 Per run it records soft and hard accuracy, their gap, and the median per-step time of epochs
 2–3. Results are written after every run (atomically) and a rerun skips the runs already done, so
@@ -38,7 +40,7 @@ import tensorflow as tf  # noqa: E402
 from tfbin import _io, data, losses, models  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
-ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd", "abc"]
+ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd", "abc", "blrnet"]
 TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
 
