@@ -7,7 +7,6 @@ Statistical tests compare with a tolerance of 5 standard errors computed from th
 """
 import itertools
 import math
-import warnings
 
 import numpy as np
 import pytest

@@ -1,5 +1,8 @@
 """tfbin.tuning: search spaces, keras-tuner tuners for tf_keras models, distributed mode, CLI."""
+import inspect
+import itertools
 import json
+import math
 import os
 import socket
 import subprocess
@@ -12,7 +15,6 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import tuning
-from tfbin.introspect import binarized_layers
 
 
 def _data(n=128, seed=0):
@@ -27,41 +29,50 @@ def _data(n=128, seed=0):
     )
 
 
-class _Record(tf.keras.callbacks.Callback):
-    """Per fit: the sharpness at the first epoch and the first binarized kernel at the start."""
-
-    def __init__(self):
-        super().__init__()
-        self.runs = []
-
-    def on_train_begin(self, logs=None):
-        self.runs.append({"kernel": binarized_layers(self.model)[0].kernel.numpy().copy()})
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.runs[-1].setdefault("first_epoch", epoch)
-        self.runs[-1].setdefault("t", tfbin.sharpness.get(self.model, "t"))
-
-
 def test_space_values_reach_the_sharpness_weights_of_the_trained_model(tmp_path):
-    space = tuning.SearchSpace("irnet", t_start=(0.2, 0.5), t_end=(2.0, 4.0), kind=["linear"], warmup=0.0, hardening=0.0)
+    space = tuning.SearchSpace("irnet", t_min=(0.2, 0.5), t_max=(2.0, 4.0))
     tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=2, max_epochs=2, directory=str(tmp_path), seed=1)
     tuner.search(*_data())
     for trial in tuner.oracle.trials.values():
         values = trial.hyperparameters.values
         model = tuner.load_model(trial)
-        # Linear over 2 epochs, set at epoch starts: epoch 1 (the last) used start + (end - start) / 2.
-        expected = values["t_start"] + (values["t_end"] - values["t_start"]) / 2
+        # IR-Net's EDE, set at epoch starts: epoch 1 (the last of 2) used t_min·(t_max/t_min)^(1/2).
+        expected = values["t_min"] * (values["t_max"] / values["t_min"]) ** 0.5
         np.testing.assert_allclose(tfbin.sharpness.get(model, "t"), expected, rtol=1e-6)
         np.testing.assert_allclose(tfbin.sharpness.get(model, "k"), max(1 / expected, 1), rtol=1e-6)
-    recipe = tuner.best_recipe()
-    best = tuner.oracle.get_best_trials(1)[0].hyperparameters.values
-    assert recipe.params["searched"]["t_end"] == best["t_end"]
-    assert recipe.schedules["t"](2) == pytest.approx(best["t_end"])
+    best = tuner.best_trial().hyperparameters.values
+    recipe = tuner.best_recipe(epochs=6)
+    assert (recipe.params["t_max"], recipe.params["epochs"]) == (best["t_max"], 6)
+    assert recipe.params["training"] == {"lr": best["lr"]}
+    assert recipe.schedules["t"](6) == pytest.approx(best["t_max"])
+
+
+@pytest.mark.parametrize("tuner_class", [tuning.RandomSearch, tuning.BayesianOptimization, tuning.Hyperband])
+def test_the_first_trial_is_the_recipe_as_shipped(tuner_class):
+    tuner = tuner_class("lenet_bnn", "self_binarizing", seed=3, overwrite=True)
+    first = tuner.oracle.create_trial("tuner0").hyperparameters.values
+    signature = inspect.signature(tfbin.recipes.self_binarizing).parameters
+    expected = {name: signature[name].default for name in ("v_end", "sharpen", "warmup", "finish")}
+    assert {k: first[k] for k in expected} == expected
+    assert first["v_kernel_end"] == first["v_end"] and first["lr"] == 1e-3
+    second = tuner.oracle.create_trial("tuner1").hyperparameters.values
+    assert {k: second[k] for k in expected} != expected
+
+
+@pytest.mark.parametrize("recipe", [name for name in tfbin.recipes.available() if tfbin.recipes.search_ranges(name)])
+def test_every_corner_of_a_recipes_search_range_builds(recipe):
+    """A search never proposes a point the recipe's factory rejects (e.g. warmup + sharpen > 1)."""
+    ranges = tfbin.recipes.search_ranges(recipe)
+    for corner in itertools.product(*[
+        (spec.low, spec.high) if isinstance(spec, tfbin.recipes.Range) else spec.values for spec, _ in ranges.values()
+    ]):
+        built = tfbin.recipes.get(recipe, epochs=3, **dict(zip(ranges, corner)))
+        assert all(built.params[k] == v for k, v in zip(ranges, corner))
 
 
 def test_the_objective_is_the_hard_accuracy(tmp_path):
-    # v stays small: tanh(v·x) is far from sign(x), so soft and hard accuracies differ.
-    space = tuning.SearchSpace("self_binarizing", v_start=0.5, v_end=(0.6, 0.7), kind="exponential", lr=1e-2)
+    # v stays small and nothing finishes on the hard forward: tanh(v·x) is far from sign(x).
+    space = tuning.SearchSpace("self_binarizing", v_end=(0.6, 0.7), v_kernel_end=0.65, finish=0.0, lr=1e-2)
     tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=1, max_epochs=1, directory=str(tmp_path))
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (768, 28, 28, 1)).astype("float32")
@@ -69,7 +80,7 @@ def test_the_objective_is_the_hard_accuracy(tmp_path):
     train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(32)
     validation = tf.data.Dataset.from_tensor_slices((x[256:], y[256:])).batch(128)
     tuner.search(train, validation)
-    trial = tuner.oracle.get_best_trials(1)[0]
+    trial = tuner.best_trial()
     model = tuner.load_model(trial)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     soft = model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
@@ -80,23 +91,41 @@ def test_the_objective_is_the_hard_accuracy(tmp_path):
     assert soft != hard
 
 
-def test_hyperband_continues_parents_weights_on_the_same_schedule(tmp_path):
-    record = _Record()
-    tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=3, factor=3, directory=str(tmp_path), seed=0, callbacks=[record])
-    tuner.search(*_data())
-    trials = list(tuner.oracle.trials.values())
-    children = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
-    assert children, "Hyperband made no continued trial"
-    order = sorted(trials, key=lambda t: t.trial_id)
-    for child in children:
-        run = record.runs[order.index(child)]
-        parent = tuner.oracle.get_trial(child.hyperparameters.values["tuner/trial_id"])
-        parent_kernel = binarized_layers(tuner.load_model(parent))[0].kernel.numpy()
-        np.testing.assert_array_equal(run["kernel"], parent_kernel)
-        initial = child.hyperparameters.values["tuner/initial_epoch"]
-        assert run["first_epoch"] == initial
-        schedule = tuner.hypermodel.build(child.hyperparameters).schedules["t"]
-        np.testing.assert_allclose(run["t"], schedule(initial), rtol=1e-6)  # not restarted at t(0)
+class _Steps(tf.keras.callbacks.Callback):
+    """Per fit: training batches per epoch, and EDE's t at the last epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.runs = []
+
+    def on_train_begin(self, logs=None):
+        self.runs.append({"batches": [], "t": None})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.runs[-1]["batches"].append(0)
+        self.runs[-1]["t"] = tfbin.sharpness.get(self.model, "t")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.runs[-1]["batches"][-1] += 1
+
+
+def test_hyperband_lower_rungs_train_whole_schedules_on_a_fraction_of_the_data(tmp_path):
+    steps, printed = _Steps(), []
+    train, validation = _data(n=256)  # 6 training batches
+    tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=2, budget=3, factor=3, directory=str(tmp_path), seed=0,
+                             callbacks=[steps], print_fn=printed.append)
+    tuner.search(train, validation)
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    assert len(trials) == len(steps.runs) == 6  # Hyperband(3, 3): 3 trials on 1/3, 1 + 2 on all of it
+    for trial, run in zip(trials, steps.runs):
+        fraction = trial.hyperparameters.values["tuner/epochs"] / 3
+        assert run["batches"] == [math.ceil(fraction * 6)] * 2  # every trial trains max_epochs epochs
+        values = trial.hyperparameters.values
+        np.testing.assert_allclose(run["t"], values["t_min"] * (values["t_max"] / values["t_min"]) ** 0.5, rtol=1e-6)
+    full = [t for t in trials if t.hyperparameters.values["tuner/epochs"] == 3]
+    assert tuner.best_trial() is max(full, key=lambda t: t.score)
+    assert len(printed) == 1 + 6 and printed[0].split()[:3] == ["trial", "t_min", "t_max"]
+    assert [line.split()[0] for line in printed[1:]] == [t.trial_id for t in trials]
 
 
 def test_search_resumes_in_the_same_directory(tmp_path):
@@ -110,21 +139,21 @@ def test_search_resumes_in_the_same_directory(tmp_path):
 
 
 def test_bad_ranges_give_clear_errors():
-    with pytest.raises(ValueError, match="no hyperparameter 'v_end'"):
+    with pytest.raises(ValueError, match="no searched hyperparameter 'v_end'"):
         tuning.SearchSpace("irnet", v_end=(1, 2))
     with pytest.raises(ValueError, match="min < max"):
-        tuning.SearchSpace("irnet", t_end=(10.0, 1.0))
-    with pytest.raises(ValueError, match="log sampling needs min > 0"):
-        tuning.SearchSpace("irnet", t_start=(0.0, 1.0))
-    with pytest.raises(ValueError, match="fraction of training"):
-        tuning.SearchSpace("irnet", warmup=(0.0, 1.5))
-    with pytest.raises(ValueError, match="unknown schedule kind"):
-        tuning.SearchSpace("irnet", kind=["sawtooth"])
-    with pytest.raises(ValueError, match="No search space for recipe 'nope'"):
+        tuning.SearchSpace("irnet", t_max=(10.0, 1.0))
+    with pytest.raises(ValueError, match="log range needs min > 0"):
+        tuning.SearchSpace("irnet", t_min=(0.0, 1.0))
+    with pytest.raises(ValueError, match="refresh_every is a choice"):
+        tuning.SearchSpace("dab", refresh_every=(1, 8))
+    with pytest.raises(ValueError, match="Unknown recipe 'nope'"):
         tuning.SearchSpace("nope")
     with pytest.raises(ValueError, match="Unknown model"):
         tuning.RandomSearch("nope", "irnet")
-    space = tuning.SearchSpace("irnet", t_end=(5.0, 50.0), kind=["exponential", "cosine"], lr=1e-3)
+    with pytest.raises(ValueError, match="budget >= 1 and factor >= 2"):
+        tuning.Hyperband("lenet_bnn", "irnet", factor=1)
+    space = tuning.SearchSpace("irnet", t_max=(5.0, 50.0), t_min=[0.1, 0.01], lr=1e-3)
     assert tuning.SearchSpace.from_config(json.loads(json.dumps(space.get_config()))).entries == space.entries
 
 
@@ -142,7 +171,7 @@ def test_distributed_chief_and_two_workers_finish_their_trials(tmp_path):
         y = (x[:, :14].mean((1, 2, 3)) > x[:, 14:].mean((1, 2, 3))).astype("int64")
         train = tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(32)
         validation = tf.data.Dataset.from_tensor_slices((x[64:], y[64:])).batch(32)
-        tuner = tuning.RandomSearch("lenet_bnn", "irnet", max_trials=4, max_epochs=1, directory=sys.argv[1], seed=0)
+        tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=1, budget=3, factor=3, directory=sys.argv[1], seed=0)
         tuner.search(train, validation)
         print("finished", os.environ["KERASTUNER_TUNER_ID"], flush=True)
         """
@@ -168,5 +197,36 @@ def test_distributed_chief_and_two_workers_finish_their_trials(tmp_path):
         assert f"finished {tuner_id}" in outputs[tuner_id][0]
     trials = [json.load(open(os.path.join(tmp_path, "untitled_project", d, "trial.json")))
               for d in os.listdir(os.path.join(tmp_path, "untitled_project")) if d.startswith("trial_")]
-    assert len(trials) == 4 and all(t["status"] == "COMPLETED" for t in trials)
+    assert len(trials) == 6 and all(t["status"] == "COMPLETED" for t in trials)  # Hyperband(budget 3, factor 3)
+    assert sorted(t["hyperparameters"]["values"]["tuner/epochs"] for t in trials) == [1, 1, 1, 3, 3, 3]
     assert all("val_hard_accuracy" in t["metrics"]["metrics"] for t in trials)
+
+
+def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(tmp_path, capsys):
+    from tfbin.jobs.train import train
+    from tfbin.jobs.tune import tune
+
+    try:
+        tfbin.data.load("fashion_mnist", "train[:1]")
+    except tfbin.data.DataUnavailableError as err:
+        pytest.skip(str(err))
+    out = tmp_path / "search"
+    summary = tune(model="lenet_bnn", recipe="irnet", trials=2, max_epochs=1, out=str(out), tuner="random",
+                   train_samples=256, validation_samples=128)
+    printed = capsys.readouterr().out
+    assert [r["trial"] for r in summary["trials"]] == ["0", "1"]
+    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "lr": 1e-3}  # the defaults first
+    for row in summary["trials"]:
+        assert f"  {row['score']:8.4f}  " in printed
+    best = tfbin.recipes.Recipe.from_json((out / "best_recipe.json").read_text())
+    assert best.params["t_max"] == summary["best_values"]["t_max"]
+    with open(out / "trials.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    run = train(model="lenet_bnn", recipe=str(out / "best_recipe.json"), epochs=2, train_samples=128, test_samples=64,
+                out=str(tmp_path / "run"), verbose=0, print_fn=None)
+    used = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert run["lr"] == summary["best_values"]["lr"]
+    assert used["params"]["epochs"] == 2 and used["params"]["t_max"] == summary["best_values"]["t_max"]
+    with pytest.raises(ValueError, match="not a tfbin recipe JSON file"):
+        (tmp_path / "bad.json").write_text('{"name": "irnet"}')
+        train(model="lenet_bnn", recipe=str(tmp_path / "bad.json"), out=str(tmp_path / "run2"), print_fn=None)

@@ -15,6 +15,10 @@ What stays quiet, and why:
   registered twice, "computation placer already registered", "failed call to cuInit" on a machine
   without a GPU. They are dropped by exact pattern while TensorFlow is imported; any other line
   printed then is passed through.
+- larq's "may result in starved weights" warning while a recipe without a kernel constraint
+  builds its layers (`starved_weights_intended`, used by `tfbin.binarize`): the recipe chose
+  that, so the warning says nothing new; it still shows for every other model. This one applies
+  to library use too.
 - The same kind of absl lines from the TFLite converters ("Ignored output_format", "MLIR V1
   optimization pass is not enabled") and TFLite's "Created TensorFlow Lite XNNPACK delegate",
   dropped the same way around `tfbin.export.convert`'s conversions and interpreters.
@@ -22,6 +26,7 @@ What stays quiet, and why:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -100,3 +105,23 @@ def conversion():
         return
     with _filtered_stderr(_CONVERSION_NOISE):
         yield
+
+
+class _DropStarvedWeights(logging.Filter):
+    def filter(self, record):
+        return "may result in starved weights" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def starved_weights_intended():
+    """larq warns, once per layer, that a binary kernel quantizer without `kernel_constraint`
+    "may result in starved weights". Around the building of layers whose recipe chose no
+    constraint (IR-Net's `LibraSign` standardises the latent kernels every step and its official
+    code clips nothing; BLRNet's logits get their gradient through tanh(θ), not the sign), the
+    warning says nothing new and is dropped."""
+    logger, drop = logging.getLogger("larq.layers_base"), _DropStarvedWeights()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)

@@ -1,13 +1,14 @@
 """`binarize(model, recipe)`: a float Keras model or a larq model -> a model trained with a recipe."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import NamedTuple
 
 import larq as lq
 import tensorflow as tf
 
-from tfbin import _graph
+from tfbin import _graph, _quiet
 from tfbin import recipes as recipes_lib
 from tfbin.introspect import precision
 from tfbin.layers import from_float
@@ -369,10 +370,12 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
         model, changes = _prepare_float_model(model, set(targets))
         if changes:
             warnings.warn("tfbin.binarize changed the float graph: " + "; ".join(changes), stacklevel=2)
-    new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
-    for layer in new_model.layers:
-        if layer.name in targets and hasattr(layer, "from_float_kernel"):
-            layer.from_float_kernel()  # the copied float kernel -> the layer's own parameters (BLRNet's logits)
+    quiet = _quiet.starved_weights_intended() if recipe.kernel_constraint is None else contextlib.nullcontext()
+    with quiet:
+        new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
+        for layer in new_model.layers:
+            if layer.name in targets and hasattr(layer, "from_float_kernel"):
+                layer.from_float_kernel()  # the copied float kernel -> the layer's own parameters (BLRNet's logits)
     for loss in recipe.losses:
         new_model = loss.attach(new_model)
     result = Binarized(new_model, recipe.callbacks())

@@ -54,13 +54,11 @@ ensemble, "PBNet-x").
 """
 from __future__ import annotations
 
-import contextlib
-import logging
-
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from tfbin import _quiet
 from tfbin._registry import serializable
 from tfbin.auxiliary import unwrap
 from tfbin.batchnorm import recalibrate
@@ -87,24 +85,6 @@ TRANSFER_CLIP = 0.9
 _VARIANCE_FLOOR = 1e-6
 # τ below this is treated as this (a temperature of 0 would divide by zero).
 _MIN_TEMPERATURE = 1e-6
-
-
-class _NoStarvationWarning(logging.Filter):
-    """larq warns that a binary kernel quantizer without a kernel constraint may starve the
-    latent weights; BLRNet's logits get their gradient through tanh(θ), not through the sign."""
-
-    def filter(self, record):
-        return "starved weights" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _without_starvation_warning():
-    logger, note = logging.getLogger("larq.layers_base"), _NoStarvationWarning()
-    logger.addFilter(note)
-    try:
-        yield
-    finally:
-        logger.removeFilter(note)
 
 
 def _register(cls):
@@ -316,7 +296,7 @@ class BLRConv2D(BLRLayer, lq.layers.QuantConv2D):
     def __init__(self, filters, kernel_size, binary_inputs=True, straight_through=False, temperature="tau",
                  input_quantizer=None, kernel_quantizer=None, kernel_initializer=None, **kwargs):
         input_quantizer, kernel_quantizer = self._blr_init(binary_inputs, straight_through, temperature, input_quantizer, kernel_quantizer)
-        with _without_starvation_warning():
+        with _quiet.starved_weights_intended():
             super().__init__(filters, kernel_size, input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
                              kernel_initializer=kernel_initializer or LogitUniform(), **kwargs)
         if self.data_format != "channels_last" or self.groups != 1:
@@ -349,7 +329,7 @@ class BLRDense(BLRLayer, lq.layers.QuantDense):
     def __init__(self, units, binary_inputs=True, straight_through=False, temperature="tau",
                  input_quantizer=None, kernel_quantizer=None, kernel_initializer=None, **kwargs):
         input_quantizer, kernel_quantizer = self._blr_init(binary_inputs, straight_through, temperature, input_quantizer, kernel_quantizer)
-        with _without_starvation_warning():
+        with _quiet.starved_weights_intended():
             super().__init__(units, input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
                              kernel_initializer=kernel_initializer or LogitUniform(), **kwargs)
 

@@ -44,7 +44,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_tune(args) -> int:
-    from tfbin.tuning.search import tune
+    from tfbin.jobs.tune import tune
 
     tune(
         model=args.model, recipe=args.recipe, dataset=args.dataset, trials=args.trials, max_epochs=args.max_epochs,
@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("train", help="train, look, export and verify: the main job")
     p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
-    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name")
+    p.add_argument("--recipe", default="irnet",
+                   help="a tfbin.recipes name, or a recipe JSON file (e.g. tfbin tune's best_recipe.json)")
     p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset (ignored with --data-dir)")
     p.add_argument("--data-dir", default=None,
                    help="a folder of class sub-folders of images, instead of --dataset; every image is checked first")
@@ -206,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --data-dir: train without unreadable image files (counted) instead of stopping")
     p.add_argument("--epochs", type=_positive(int), default=3, help="training epochs")
     p.add_argument("--batch-size", type=_positive(int), default=128, help="training batch size")
-    p.add_argument("--lr", type=_positive(float), default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=_positive(float), default=None,
+                   help="Adam learning rate (default: a searched recipe file's, else 1e-3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, --data-dir split)")
     p.add_argument("--out", default="run", help="output directory (must not hold a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -224,15 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name whose schedules are searched")
     p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset")
     p.add_argument("--trials", type=_positive(int), default=10,
-                   help="trials (random, bayesian); hyperband sizes itself from --max-epochs")
-    p.add_argument("--max-epochs", type=_positive(int), default=3, help="epochs of the longest trial")
-    p.add_argument("--tuner", choices=["random", "bayesian", "hyperband"], default="random", help="search strategy")
+                   help="trials (random, bayesian); hyperband runs 23 (9 on 1/9 of the data, 6 on all of it)")
+    p.add_argument("--max-epochs", type=_positive(int), default=3, help="epochs every trial trains (its schedules span them)")
+    p.add_argument("--tuner", choices=["hyperband", "random", "bayesian"], default="hyperband",
+                   help="search strategy (hyperband: multi-fidelity over the fraction of training data)")
     p.add_argument("--out", default="search", help="output directory; an existing search there is resumed")
     p.add_argument("--batch-size", type=_positive(int), default=128, help="training batch size")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--train-samples", type=_samples, default=None, metavar="N|all",
                    help="train on the first N training images (default: all but the validation ones)")
-    p.add_argument("--validation-samples", type=_positive(int), default=5000,
+    p.add_argument("--validation-samples", type=_positive(int), default=10_000,
                    help="validate on the last M training images (never the test set)")
     p.set_defaults(run=_cmd_tune)
 

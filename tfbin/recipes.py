@@ -10,12 +10,14 @@ recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
 tfbin.recipes.available()   # ['abc', 'abr', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
 ```
 
-Users register their own factory with `@tfbin.recipes.register("name")`.
+Users register their own factory with `@tfbin.recipes.register("name")`; `search={...}` declares
+the ranges `tfbin.tuning` searches for its parameters (`Range`, `Choice`).
 """
 from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Callable
 
 import larq as lq
@@ -29,7 +31,7 @@ from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
-__all__ = ["Recipe", "register", "get", "available"]
+__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges"]
 
 
 def _serialize(obj):
@@ -175,19 +177,75 @@ class Recipe:
         return isinstance(other, Recipe) and self.get_config() == other.get_config()
 
 
+class Range:
+    """A searched interval of a recipe parameter: uniform in `[low, high]`, or log-uniform with
+    `log=True`. `default` stands in for a parameter whose factory default is None."""
+
+    def __init__(self, low: float, high: float, log: bool = False, default: float | None = None):
+        low, high = float(low), float(high)
+        if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+            raise ValueError(f"A range needs finite min < max, got ({low}, {high}).")
+        if log and low <= 0:
+            raise ValueError(f"A log range needs min > 0, got {low}; give a positive min or log=False.")
+        self.low, self.high, self.log, self.default = low, high, bool(log), default
+
+    def __repr__(self):
+        return f"Range({self.low:g}, {self.high:g}{', log=True' if self.log else ''})"
+
+    def __eq__(self, other):
+        return isinstance(other, Range) and (self.low, self.high, self.log, self.default) == (other.low, other.high, other.log, other.default)
+
+
+class Choice:
+    """A searched set of values of a recipe parameter."""
+
+    def __init__(self, *values):
+        if not values:
+            raise ValueError("A choice needs at least one value.")
+        self.values = tuple(values)
+
+    def __repr__(self):
+        return f"Choice{self.values!r}"
+
+    def __eq__(self, other):
+        return isinstance(other, Choice) and self.values == other.values
+
+
 _FACTORIES: dict[str, Callable[..., Recipe]] = {}
+_SEARCH: dict[str, dict] = {}
 
 
-def register(name: str):
-    """Register a recipe factory `f(**params) -> Recipe` under `name`."""
+def register(name: str, search: dict | None = None):
+    """Register a recipe factory `f(**params) -> Recipe` under `name`; `search` maps some of its
+    parameters to the `Range`/`Choice` that `tfbin.tuning.SearchSpace(name)` searches."""
 
     def decorator(factory):
         if not name.isidentifier() or name != name.lower():
             raise ValueError(f"Recipe names are snake_case identifiers, got {name!r}.")
+        accepted = inspect.signature(factory).parameters
+        unknown = sorted(set(search or {}) - set(accepted))
+        if unknown:
+            raise ValueError(f"Recipe {name!r}: search names parameter(s) {unknown} that the factory does not take.")
         _FACTORIES[name] = factory
+        _SEARCH[name] = dict(search or {})
         return factory
 
     return decorator
+
+
+def search_ranges(name: str) -> dict:
+    """`{parameter: (Range or Choice, default)}`: what `tfbin.tuning` searches for recipe `name`,
+    with the factory's default (the value the search tries first)."""
+    if name not in _FACTORIES:
+        raise ValueError(f"Unknown recipe {name!r}; the recipes are {available()}.")
+    parameters = inspect.signature(_FACTORIES[name]).parameters
+    ranges = {}
+    for key, spec in _SEARCH[name].items():
+        default = parameters[key].default
+        if default is None and isinstance(spec, Range):
+            default = spec.default
+        ranges[key] = (spec, default)
+    return ranges
 
 
 def available() -> list[str]:
@@ -222,6 +280,20 @@ def get(identifier="irnet", **overrides) -> Recipe:
     if unknown:
         raise ValueError(f"Recipe {identifier!r} has no parameter(s) {unknown}; it takes {sorted(accepted)}.")
     return factory(**overrides)
+
+
+def rebuild(recipe: Recipe, **overrides) -> Recipe:
+    """`recipe` made again by its registered factory from its `params`, with `overrides`:
+    `rebuild(recipe, epochs=10)` stretches a searched recipe's schedules to a longer run.
+    `params["training"]` (what a search chose for the optimizer) is carried over."""
+    if recipe.name not in _FACTORIES:
+        raise ValueError(f"Recipe {recipe.name!r} has no registered factory to rebuild it with; the recipes are {available()}.")
+    params = dict(recipe.params)
+    training = params.pop("training", None)
+    rebuilt = get(recipe.name, **{**params, **overrides})
+    if training is not None:
+        rebuilt.params["training"] = training
+    return rebuilt
 
 
 def _need_epochs(name, epochs):
@@ -267,7 +339,16 @@ def _sharpening(start, end, epochs, sharpen, warmup=0.0):
     return schedules_lib.Delayed(schedule, warmup * epochs) if warmup else schedule
 
 
-@register("self_binarizing")
+_SHAPE = {  # every point valid: warmup + sharpen <= 1
+    "sharpen": Range(0.25, 0.75),
+    "warmup": Range(0.0, 0.25),
+    "finish": Range(0.0, 0.5),
+}
+
+
+@register("self_binarizing", search={
+    "v_end": Range(3.0, 100.0, log=True), "v_kernel_end": Range(3.0, 100.0, log=True, default=10.0), **_SHAPE,
+})
 def self_binarizing(
     epochs=None,
     v_start: float = 1.0,
@@ -312,7 +393,7 @@ def self_binarizing(
     )
 
 
-@register("irnet")
+@register("irnet", search={"t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True)})
 def irnet(
     epochs=None, t_min: float = schedules_lib.EDE_T_MIN, t_max: float = schedules_lib.EDE_T_MAX, update_freq: str = "epoch", keep_full_precision=("first", "last")
 ) -> Recipe:
@@ -331,7 +412,10 @@ def irnet(
     )
 
 
-@register("irnet_cmim")
+@register("irnet_cmim", search={
+    "t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True), "cmim_weight": Range(0.01, 1.0, log=True),
+    "temperature": Range(0.05, 0.5, log=True), "bank_size": Choice(0, 1024, 4096),
+})
 def irnet_cmim(
     epochs=None,
     t_min: float = schedules_lib.EDE_T_MIN,
@@ -355,7 +439,7 @@ def irnet_cmim(
     return Recipe.from_config(config)
 
 
-@register("abr")
+@register("abr", search={"v_end": Range(3.0, 100.0, log=True), "slope_growth": Range(1e-5, 1e-1, log=True), **_SHAPE})
 def abr(
     epochs=None,
     v_start: float = 1.0,
@@ -400,7 +484,7 @@ def abr(
     )
 
 
-@register("dab")
+@register("dab", search={"refresh_every": Choice(1, 4, 16, 64)})
 def dab(refresh_every: int = 16, keep_full_precision=("first", "last")) -> Recipe:
     """Distribution-Aware Binarization: two scales per filter (`DistributionAwareSign`) with sign
     activations and a clipped STE, latent weights clipped to [-1, 1], as the official code.
@@ -441,7 +525,7 @@ def abc(weight_bases: int = 3, activation_bases: int = 3, threshold_spread: floa
     )
 
 
-@register("blrnet")
+@register("blrnet", search={"tau_end": Range(0.02, 0.5, log=True), "sharpen": Range(0.25, 0.75), "warmup": Range(0.0, 0.25)})
 def blrnet(
     epochs=None,
     tau_start: float = 1.0,

@@ -1,26 +1,48 @@
 """keras-tuner tuners for tf_keras/larq models, built on its framework-agnostic `BaseTuner`.
 
 keras-tuner 1.4's Keras `Tuner` only drives Keras 3 models (it rejects tf_keras models); its `BaseTuner` and
-oracles work with any model. These tuners implement `run_trial`, `save_model`, `load_model`
-and Hyperband's warm start for tfbin models; keras-tuner's own oracles do the searching, so
-its chief/worker mode (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`, `KERASTUNER_ORACLE_PORT`)
-works as it does for Keras models.
+oracles work with any model. These tuners implement `run_trial`, `save_model` and `load_model`
+for tfbin models; keras-tuner's own oracles do the searching (each one's first trial is the
+recipe's defaults), so its chief/worker mode (`KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP`,
+`KERASTUNER_ORACLE_PORT`) works as it does for Keras models.
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 
 import keras_tuner as kt
 import tensorflow as tf
 
 from tfbin import models
-from tfbin.callbacks import BinarizationMonitor
+from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
 from tfbin.tuning.space import SearchSpace
 
 __all__ = ["BinaryTuner", "RandomSearch", "BayesianOptimization", "Hyperband", "DEFAULT_OBJECTIVE"]
 
 DEFAULT_OBJECTIVE = kt.Objective("val_hard_accuracy", "max")
+
+
+def _defaults_first(oracle_class):
+    """`oracle_class` whose first trial is the space's defaults (the recipe as shipped), so a
+    search never reports a best below the defaults it could have tried."""
+
+    class DefaultsFirst(oracle_class):
+        def _random_values(self):
+            defaults = {hp.name: hp.default for hp in self.hyperparameters.space}
+            if not self._tried_so_far and not self._duplicate(defaults):
+                return defaults
+            return super()._random_values()
+
+    DefaultsFirst.__name__ = DefaultsFirst.__qualname__ = f"DefaultsFirst{oracle_class.__name__}"
+    return DefaultsFirst
+
+
+RandomSearchOracle = _defaults_first(kt.oracles.RandomSearchOracle)
+BayesianOptimizationOracle = _defaults_first(kt.oracles.BayesianOptimizationOracle)
+HyperbandOracle = _defaults_first(kt.oracles.HyperbandOracle)
 
 
 class _SpaceHyperModel(kt.HyperModel):
@@ -38,18 +60,23 @@ def _objective_name(objective) -> str:
     return objective.name if isinstance(objective, kt.Objective) else str(objective)
 
 
+def _format(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 class BinaryTuner(kt.engine.base_tuner.BaseTuner):
-    """Search a recipe's schedules for a tfbin model; the score is the **hard** accuracy.
+    """Search a recipe's hyperparameters for a tfbin model; the score is the **hard** accuracy.
 
     Each trial builds `model` (a `tfbin.models` name) with the recipe the trial's values
-    describe (schedules spanning `max_epochs`, whatever epochs the trial trains, so Hyperband's
-    continued trials see the values of an uninterrupted run), trains it with Adam at the trial's
-    `lr` and `tfbin.callbacks.BinarizationMonitor` on the validation data, and reports the last
-    epoch's `val_hard_accuracy` (and the monitor's other figures). Weights are saved per trial.
+    describe, its schedules spanning the `max_epochs` epochs every trial trains (so each trial
+    is a whole run: it sharpens, finishes and is scored in the form it deploys in), trains it
+    with Adam at the trial's `lr`, and reports `val_hard_accuracy` (and `val_soft_accuracy`) on
+    the validation data after the last epoch, and its `trial_seconds`. `print_fn` (e.g.
+    `print`) gets one table row per finished trial. Weights are saved per trial.
 
     ```python
-    tuner = tfbin.tuning.RandomSearch("fmnist_small", tfbin.tuning.SearchSpace("irnet"),
-                                      max_trials=8, max_epochs=3, directory="search")
+    tuner = tfbin.tuning.Hyperband("fmnist_small", tfbin.tuning.SearchSpace("irnet"), max_epochs=3,
+                                   directory="search")
     tuner.search(train_batches, validation_batches)
     recipe = tuner.best_recipe()                 # -> tfbin.binarize / tfbin.models.build
     model = tuner.get_best_models(1)[0]          # -> tfbin.export.convert
@@ -70,6 +97,7 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         directory=None,
         project_name=None,
         overwrite: bool = False,
+        print_fn=None,
     ):
         if model not in models.available():
             raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
@@ -78,7 +106,8 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         self.space = SearchSpace(space) if isinstance(space, str) else space
         self.model_name, self.max_epochs = model, int(max_epochs)
         self.input_shape, self.num_classes = input_shape, num_classes
-        self.callbacks = list(callbacks)
+        self.callbacks, self.print_fn = list(callbacks), print_fn
+        self._rows_printed = 0
         super().__init__(
             oracle, hypermodel=_SpaceHyperModel(self.space, self.max_epochs), directory=directory,
             project_name=project_name, overwrite=overwrite,
@@ -95,25 +124,47 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
     def _checkpoint(self, trial_id) -> str:
         return os.path.join(self.get_trial_dir(trial_id), "checkpoint")
 
+    def _train_data(self, trial, train_data):
+        """What a trial trains on (all of it here; Hyperband's lower rungs take a fraction)."""
+        return train_data
+
     def run_trial(self, trial, train_data, validation_data, **fit_kwargs):
-        hp = trial.hyperparameters
-        model, callbacks = self._build(hp)
-        epochs = hp.values.get("tuner/epochs", self.max_epochs)
-        initial_epoch = hp.values.get("tuner/initial_epoch", 0)
-        if "tuner/trial_id" in hp.values:  # Hyperband: continue the parent trial's weights
-            model.load_weights(self._checkpoint(hp.values["tuner/trial_id"])).expect_partial()
-        monitor = BinarizationMonitor(validation_data)
+        start = time.perf_counter()
+        model, callbacks = self._build(trial.hyperparameters)
         fit_kwargs.pop("verbose", None)  # search(verbose=...) is keras-tuner's per-trial display
-        history = model.fit(
-            train_data, validation_data=validation_data, epochs=epochs, initial_epoch=initial_epoch,
-            callbacks=[*callbacks, monitor, *self.callbacks], verbose=0, **fit_kwargs,
-        ).history
+        model.fit(
+            self._train_data(trial, train_data), epochs=self.max_epochs,
+            callbacks=[*callbacks, *self.callbacks], verbose=0, **fit_kwargs,
+        )
         self.save_model(trial.trial_id, model)
-        results = {k: float(v[-1]) for k, v in history.items() if k != "lr"}
+        results = {"val_soft_accuracy": model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]}
+        with hard(model):
+            results["val_hard_accuracy"] = model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
+        results["trial_seconds"] = time.perf_counter() - start
         name = _objective_name(self.oracle.objective)
         if name not in results:
             raise ValueError(f"The objective {name!r} is not among the trial's metrics {sorted(results)}.")
+        self._last_results = results
         return results
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        results = getattr(self, "_last_results", None)
+        if self.print_fn is None or results is None:
+            return
+        self._last_results = None
+        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        if self._rows_printed == 0:
+            self.print_fn("  trial  " + "  ".join(f"{k:>10s}" for k in values) + "  data  val_hard  seconds")
+        fraction = self._fraction(trial)
+        self.print_fn(
+            f"  {trial.trial_id:>5s}  " + "  ".join(f"{_format(v):>10s}" for v in values.values())
+            + f"  {fraction:4.2f}  {results['val_hard_accuracy']:8.4f}  {results['trial_seconds']:7.0f}"
+        )
+        self._rows_printed += 1
+
+    def _fraction(self, trial) -> float:
+        return 1.0
 
     def save_model(self, trial_id, model, step=0):
         model.save_weights(self._checkpoint(trial_id))
@@ -124,40 +175,77 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         model.load_weights(self._checkpoint(trial.trial_id)).expect_partial()
         return unwrap(model)
 
-    def best_recipe(self):
-        """The best trial's recipe (`tfbin.recipes.Recipe`); its `params["searched"]` holds the values, lr included."""
-        best = self.oracle.get_best_trials(1)
-        if not best:
+    def best_trial(self):
+        """The best finished trial among those trained on the most data (a low-fidelity trial's
+        score is not comparable with a full one's)."""
+        finished = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        if not finished:
             raise ValueError("No trial has finished yet; run search() first.")
-        return self.hypermodel.build(best[0].hyperparameters)
+        most = max(self._fraction(t) for t in finished)
+        return max((t for t in finished if self._fraction(t) == most), key=lambda t: t.score)
+
+    def best_recipe(self, epochs: int | None = None):
+        """The best trial's recipe (`tfbin.recipes.Recipe`), its schedules spanning `epochs`
+        (default: `max_epochs`); `params["training"]["lr"]` holds its learning rate."""
+        return self.space.recipe_from(self.best_trial().hyperparameters.values, epochs or self.max_epochs)
 
 
 class RandomSearch(BinaryTuner):
-    """`BinaryTuner` with keras-tuner's `RandomSearchOracle`."""
+    """`BinaryTuner` with keras-tuner's `RandomSearchOracle` (the first trial: the defaults)."""
 
     def __init__(self, model="fmnist_small", space="irnet", objective=DEFAULT_OBJECTIVE, max_trials=10, max_epochs=3, seed=None, **kwargs):
-        oracle = kt.oracles.RandomSearchOracle(objective=objective, max_trials=max_trials, seed=seed)
+        oracle = RandomSearchOracle(objective=objective, max_trials=max_trials, seed=seed)
         super().__init__(oracle, model, space, max_epochs, **kwargs)
 
 
 class BayesianOptimization(BinaryTuner):
-    """`BinaryTuner` with keras-tuner's `BayesianOptimizationOracle` (Gaussian process; scikit-learn, scipy)."""
+    """`BinaryTuner` with keras-tuner's `BayesianOptimizationOracle` (Gaussian process; scikit-learn,
+    scipy; the first trial: the defaults)."""
 
     def __init__(
         self, model="fmnist_small", space="irnet", objective=DEFAULT_OBJECTIVE, max_trials=10, max_epochs=3,
         num_initial_points=None, alpha=1e-4, beta=2.6, seed=None, **kwargs,
     ):
-        oracle = kt.oracles.BayesianOptimizationOracle(
+        oracle = BayesianOptimizationOracle(
             objective=objective, max_trials=max_trials, num_initial_points=num_initial_points, alpha=alpha, beta=beta, seed=seed
         )
         super().__init__(oracle, model, space, max_epochs, **kwargs)
 
 
 class Hyperband(BinaryTuner):
-    """`BinaryTuner` with keras-tuner's `HyperbandOracle`: trials continue their parents' weights."""
+    """`BinaryTuner` with keras-tuner's `HyperbandOracle`, the fidelity being the training data.
 
-    def __init__(self, model="fmnist_small", space="irnet", objective=DEFAULT_OBJECTIVE, max_epochs=9, factor=3, hyperband_iterations=1, seed=None, **kwargs):
-        oracle = kt.oracles.HyperbandOracle(
-            objective=objective, max_epochs=max_epochs, factor=factor, hyperband_iterations=hyperband_iterations, seed=seed
+    Every trial trains `max_epochs` epochs with its schedules whole (a short schedule is a
+    different method, so epochs are not the fidelity here); a trial of Hyperband's budget `b`
+    out of `budget` takes the first `b / budget` of the training batches of every epoch (the
+    data is reshuffled each epoch). With the defaults (`budget=9`, `factor=3`, one iteration)
+    that is 23 trials, 9 of them on 1/9 of the data and 6 on all of it, costing about 9.7
+    training runs on the data they are given. The best trial is the best one trained on all the
+    data. Trials start from scratch; nothing is continued.
+    """
+
+    def __init__(
+        self, model="fmnist_small", space="irnet", objective=DEFAULT_OBJECTIVE, max_epochs=3, budget=9, factor=3,
+        hyperband_iterations=1, seed=None, **kwargs,
+    ):
+        if int(budget) < 1 or int(factor) < 2:
+            raise ValueError(f"Hyperband needs budget >= 1 and factor >= 2, got {budget}, {factor}.")
+        self.budget = int(budget)
+        oracle = HyperbandOracle(
+            objective=objective, max_epochs=self.budget, factor=factor, hyperband_iterations=hyperband_iterations, seed=seed
         )
         super().__init__(oracle, model, space, max_epochs, **kwargs)
+
+    def _fraction(self, trial) -> float:
+        return trial.hyperparameters.values.get("tuner/epochs", self.budget) / self.budget
+
+    def _train_data(self, trial, train_data):
+        fraction = self._fraction(trial)
+        if fraction >= 1:
+            return train_data
+        if not isinstance(train_data, tf.data.Dataset):
+            raise ValueError("Hyperband takes its training data as a batched tf.data.Dataset (it trains lower rungs on a fraction of the batches).")
+        batches = int(train_data.cardinality())
+        if batches < 0:
+            raise ValueError("Hyperband needs training data of known length (tf.data cardinality); do not repeat() or filter() it.")
+        return train_data.take(max(1, math.ceil(fraction * batches)))

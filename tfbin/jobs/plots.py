@@ -9,6 +9,9 @@ and writes:
   their quantized training form, one line per epoch (dark to light): how activations move from
   real values to two spikes (the training dynamics the ABR paper studies);
 - `saturation.png`: per-layer fraction of saturated activations, and the weight sign flip ratio.
+
+`trials(rows, path)` draws `tfbin tune`'s `trials.png`: the objective against each searched
+hyperparameter, one point per trial (larger: trained on more data), the chosen trial marked.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 from tfbin import _io
 from tfbin.recipes import Recipe
 
-__all__ = ["read_history", "draw"]
+__all__ = ["read_history", "draw", "trials"]
 
 
 def read_history(out: str) -> dict:
@@ -142,3 +145,39 @@ def draw(out: str) -> list[str]:
         _save(fig, os.path.join(out, name))
         plt.close(fig)
     return list(figures)
+
+
+def trials(rows: list[dict], path: str, log_scale=(), objective: str = "val_hard_accuracy") -> None:
+    """Objective against each hyperparameter, one point per finished trial; `rows` are
+    `{"values": {...}, "score": float, "data": fraction, "best": bool}`; `log_scale` names the
+    hyperparameters searched on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["score"] is not None]
+    if not rows:
+        raise ValueError("No finished trial to draw.")
+    names = list(rows[0]["values"])
+    columns = min(3, len(names))
+    fig, axes = plt.subplots(math.ceil(len(names) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(names) / columns)), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        categorical = any(isinstance(r["values"][name], (str, bool)) for r in rows)
+        labels = sorted({str(r["values"][name]) for r in rows}) if categorical else None
+        x = [labels.index(str(r["values"][name])) if categorical else r["values"][name] for r in rows]
+        ax.scatter(x, [r["score"] for r in rows], s=[12 + 60 * r.get("data", 1.0) for r in rows], alpha=0.6)
+        for xi, r in zip(x, rows):
+            if r.get("best"):
+                ax.scatter([xi], [r["score"]], marker="*", s=260, color="crimson", label="chosen")
+        if categorical:
+            ax.set_xticks(range(len(labels)), labels)
+        elif name in log_scale:
+            ax.set_xscale("log")
+        ax.set(xlabel=name, ylabel=objective)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(loc="lower right")
+    fig.suptitle("trials (point size: fraction of the training data)")
+    _save(fig, path)
+    plt.close(fig)

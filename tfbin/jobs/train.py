@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import time
@@ -176,29 +175,6 @@ def _removed_on_failure(out: str, keep=lambda: False):
         raise
 
 
-class _DropStarvedWeights(logging.Filter):
-    def filter(self, record):
-        return "may result in starved weights" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def _unconstrained_kernels_intended(recipe):
-    """larq warns, once per layer, that a binary kernel without `kernel_constraint` "may result
-    in starved weights". A recipe whose `kernel_constraint` is None chose that (IR-Net's
-    `LibraSign` standardises the latent kernels every step and its official code clips nothing),
-    so while such a recipe's model is built the warning says nothing new and is dropped; it
-    still shows for every other model built in the process."""
-    if recipe.kernel_constraint is not None:
-        yield
-        return
-    logger, drop = logging.getLogger("larq.layers_base"), _DropStarvedWeights()
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)
-
-
 def _start_line(model, recipe, data: _Data, epochs, batch_size, seed, out, resume) -> str:
     """What is about to run, in one paragraph, before anything slow happens."""
     h, w, c = data.input_shape
@@ -260,6 +236,22 @@ def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
     return correct / total, agree / total, keras_correct / total
 
 
+def _recipe(recipe, epochs) -> recipes_lib.Recipe:
+    """A name, a `Recipe` or a recipe JSON file, with its schedules spanning `epochs`."""
+    if isinstance(recipe, str) and recipe.endswith(".json"):
+        try:
+            with open(recipe) as f:
+                text = f.read()
+        except OSError as err:
+            raise ValueError(f"--recipe {recipe}: cannot read the recipe file ({err.strerror}).") from None
+        try:
+            recipe = recipes_lib.Recipe.from_json(text)
+        except (ValueError, TypeError, KeyError) as err:
+            raise ValueError(f"--recipe {recipe}: not a tfbin recipe JSON file (e.g. tfbin tune's best_recipe.json): {err}") from None
+        return recipes_lib.rebuild(recipe, epochs=epochs) if "epochs" in recipe.params else recipe
+    return recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
+
+
 def train(
     model: str = "fmnist_small",
     recipe: str = "irnet",
@@ -267,7 +259,7 @@ def train(
     data_dir: str | None = None,
     epochs: int = 3,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     out: str = "run",
     resume: bool = False,
@@ -287,25 +279,29 @@ def train(
     `out` continues at the epoch it reached, with the same schedules and optimizer state.
     `train_samples`/`test_samples` (>= 1, None for all) take the first images of each split;
     `skip_bad_images` trains without the unreadable files of `data_dir` instead of refusing.
+    `recipe` is a `tfbin.recipes` name, a `Recipe`, or the path of a recipe JSON file (e.g.
+    `tfbin tune`'s `best_recipe.json`), made again for `epochs` (`tfbin.recipes.rebuild`). `lr`
+    (Adam): default the recipe's searched `params["training"]["lr"]` if it has one, else 1e-3.
 
     Everything is checked (names, data, every image of `data_dir`, `out`) before `out` is created,
     and an `out` this call created is removed again when the run fails before its first epoch
     is saved: a failed start leaves nothing behind.
     """
-    if epochs < 1 or batch_size < 1 or not lr > 0:
+    if epochs < 1 or batch_size < 1 or not (lr is None or lr > 0):
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
+    recipe_obj = _recipe(recipe, epochs)
+    if lr is None:
+        lr = float(recipe_obj.params.get("training", {}).get("lr", 1e-3))
     if model not in models.available():
         raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
     _check_out(out, resume)
-    recipe_obj = recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
     data = _load_data(model, dataset, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images)
     if print_fn is not None:
         print_fn(_start_line(model, recipe_obj, data, epochs, batch_size, seed, out, resume))
     tf.keras.utils.set_random_seed(seed)
     start = time.time()
     train_ds, test_ds, class_names, shape = data.train, data.test, data.class_names, data.input_shape
-    with _unconstrained_kernels_intended(recipe_obj):
-        binarized = models.build(model, recipe_obj, input_shape=shape, num_classes=len(class_names))
+    binarized = models.build(model, recipe_obj, input_shape=shape, num_classes=len(class_names))
     keras_model = binarized.model
     keras_model.compile(
         optimizer=tf.keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
