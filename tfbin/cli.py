@@ -7,7 +7,7 @@
                                                                 the main job: train, draw, export, verify
     tfbin report DIR                                            redraw the pictures of a training run
     tfbin tune [--model M] [--recipe R] [--dataset D] [--trials N] [--max-epochs E] [--out DIR]
-                                                                search the recipe's schedules (keras-tuner)
+                                                                search a recipe's hyperparameters (keras-tuner)
 
 Errors a user can fix end with a one-line reason and a non-zero exit (2 for a bad option, 1
 otherwise); `--verbose` (before or after the verb) shows the traceback and TensorFlow's logging.
@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_cmd_train)
 
-    p = verb("tune", help="search a recipe's schedules with keras-tuner (resumes in the same --out)")
+    p = verb("tune", help="search a recipe's hyperparameters with keras-tuner (resumes in the same --out)")
     p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
-    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name whose schedules are searched")
+    p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name whose search ranges are searched")
     p.add_argument("--dataset", default="fashion_mnist", help="a built-in dataset")
     p.add_argument("--trials", type=_positive(int), default=10,
                    help="trials (random, bayesian); hyperband runs 23 (9 on 1/9 of the data, 6 on all of it)")
