@@ -83,7 +83,7 @@ def teacher(dataset, seed, args):
     return tf.keras.models.load_model(path)
 
 
-def run(arm, dataset, seed, args, save_to=None, overrides=None):
+def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR):
     tf.keras.utils.set_random_seed(seed)
     train, score = splits(dataset, seed, args.validation)
     callbacks = []
@@ -97,7 +97,7 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None):
         model, callbacks = models.build("fmnist_small", recipe, epochs=EPOCHS, **overrides)
         if arm == "irnet_kd":
             model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
-    model.compile(tf.keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()
     model.fit(train, epochs=EPOCHS, callbacks=[*callbacks, timer], verbose=0)

@@ -1,96 +1,127 @@
-"""Schedule search against the recipe's defaults at the same final training budget.
+"""Hyperparameter search against the recipes' defaults, at the accuracy benchmark's budget.
 
-    python bench/tuning_bench.py [--out bench/results/tuning.json] [--trials 4] [--seeds 0,1]
+    python bench/tuning_bench.py [--recipes irnet,self_binarizing] [--seeds 0,1,2]
+                                 [--out bench/results/tuning.json]
 
-1. Search: `tfbin.tuning.RandomSearch` over `SearchSpace("irnet")` (EDE's t start/end, schedule
-   kind, warm-up, hardening, lr) for `fmnist_small` on a Fashion-MNIST subset: `--search-samples`
-   training images, 2 epochs per trial, scored by hard accuracy on 2,000 held-out training images.
-2. Final training at equal budget: the best recipe (with its lr) and the `irnet` defaults (Adam
-   1e-3), each 3 epochs on the first `--final-samples` training images, scored by hard accuracy
-   on the whole 10,000-image test set, for each seed.
+For each recipe:
 
-Reports both hard accuracies (mean ± std over seeds) and the search's wall time. Budget: 60 min.
+1. Search: `tfbin tune`'s job (`tfbin.jobs.tune.tune`), Hyperband over the fraction of training
+   data (budget 9, factor 3: 23 trials, each 3 epochs with its schedules whole) on the
+   recipe's own search ranges plus Adam's lr, `fmnist_small`, trained on the first 50,000
+   Fashion-MNIST training images and scored by hard accuracy on the last 10,000 (the test set is
+   not read). Its cost: the trials' training seconds against one full training run of the
+   accuracy benchmark (`train_seconds` of the recipe's default runs there).
+2. Final training, scored once: the best recipe (its schedules rebuilt for 3 epochs, its lr) on
+   all 60,000 training images, hard accuracy on the 10,000-image test set, per seed, by the
+   accuracy benchmark's own `run` (so the rows are comparable with
+   `bench/results/accuracy.json`, whose default-recipe runs of the same seeds are the baseline;
+   seeds missing there are run here).
+
+Resumable by phase: a finished search and each finished seed are kept in `--out` (written
+atomically after each); an interrupted search resumes from its keras-tuner directory in
+`--work-dir` on the same machine. Budget: about 1 h 15 min per recipe on 2 cores.
 """
 import argparse
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-import tfbin  # noqa: E402
+import tfbin  # noqa: E402,F401
 import tensorflow as tf  # noqa: E402
-from tfbin import _io, data, models, tuning  # noqa: E402
+from tfbin import _io, recipes  # noqa: E402
+from tfbin.jobs.tune import tune  # noqa: E402
 
-EPOCHS, BATCH = 3, 128
+import accuracy_bench  # noqa: E402
+
+VALIDATION, EPOCHS = 10_000, 3
 
 
-def final_accuracy(recipe, lr, seed, samples, test):
-    tf.keras.utils.set_random_seed(seed)
-    train = data.load("fashion_mnist", f"train[:{samples}]").cache().shuffle(samples, seed=seed).batch(BATCH).prefetch(2)
-    model, callbacks = models.build("fmnist_small", recipe)
-    model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train, epochs=EPOCHS, callbacks=callbacks, verbose=0)
-    with tfbin.hard(model):
-        return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+def stats(values):
+    return {
+        "runs": [round(v, 4) for v in values], "mean": round(float(np.mean(values)), 4),
+        "std": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4),
+    }
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/tuning.json")
-    parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--search-epochs", type=int, default=2)
-    parser.add_argument("--search-samples", type=int, default=3000)
-    parser.add_argument("--final-samples", type=int, default=5000)
-    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--recipes", default="irnet,self_binarizing")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--accuracy", default="bench/results/accuracy.json", help="the accuracy benchmark's results (the defaults' runs)")
+    parser.add_argument("--work-dir", default=os.path.expanduser("~/.cache/tfbin-bench/tuning"))
     args = parser.parse_args()
-    started = time.time()
-    total = data.info("fashion_mnist").splits["train"].num_examples
-    search_train = data.load("fashion_mnist", f"train[:{args.search_samples}]").cache().shuffle(args.search_samples, seed=0).batch(BATCH)
-    validation = data.load("fashion_mnist", f"train[{total - 2000}:]").batch(500).cache()
-    directory = tempfile.mkdtemp(prefix="tfbin-tuning-bench-")
-    try:
-        tuner = tuning.RandomSearch("fmnist_small", tuning.SearchSpace("irnet"), max_trials=args.trials,
-                                    max_epochs=args.search_epochs, directory=directory, seed=0)
-        search_start = time.time()
-        tuner.search(search_train, validation, verbose=0)
-        search_seconds = time.time() - search_start
-        best = tuner.oracle.get_best_trials(1)[0]
-        trials = [{"trial": t.trial_id, "score": t.score, "values": dict(t.hyperparameters.values)} for t in tuner.oracle.trials.values()]
-        best_values = dict(best.hyperparameters.values)
-        # The searched recipe, its schedules stretched to the final budget's epochs.
-        best_recipe = tuner.space.recipe_from(best_values, EPOCHS)
-    finally:
-        shutil.rmtree(directory)
-    test = data.load("fashion_mnist", "test").batch(1000).cache()
     seeds = [int(s) for s in args.seeds.split(",")]
-    searched = [final_accuracy(best_recipe, best_values["lr"], s, args.final_samples, test) for s in seeds]
-    default = [final_accuracy(tfbin.recipes.get("irnet", epochs=EPOCHS), 1e-3, s, args.final_samples, test) for s in seeds]
-
-    def stats(values):
-        return {"runs": values, "mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4)}
-
-    result = {
+    path = os.path.join(ROOT, args.out)
+    result = json.load(open(path)) if os.path.exists(path) else {}
+    if result.get("protocol") != "hyperband-data-fraction":
+        result = {}  # an earlier protocol's results: start over
+    result.update({
         "command": ("python bench/tuning_bench.py " + " ".join(sys.argv[1:])).strip(),
-        "model": "fmnist_small", "recipe": "irnet", "tuner": "RandomSearch", "trials": args.trials,
-        "search_epochs": args.search_epochs, "search_samples": args.search_samples, "validation_samples": 2000,
-        "final_epochs": EPOCHS, "final_samples": args.final_samples, "seeds": seeds,
-        "search_seconds": round(search_seconds, 1), "best_trial": best.trial_id, "best_validation_hard_accuracy": best.score,
-        "best_values": best_values, "trials_table": trials,
-        "searched_hard_test_accuracy": stats(searched), "default_hard_test_accuracy": stats(default),
-        "host": {"cpus": os.cpu_count(), "machine": platform.machine()},
-        "versions": {"tensorflow": tf.__version__},
-        "wall_seconds": round(time.time() - started, 1),
-    }
-    _io.write_text_atomic(os.path.join(ROOT, args.out), json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("search_seconds", "best_values", "searched_hard_test_accuracy", "default_hard_test_accuracy")}, indent=1, default=str))
+        "protocol": "hyperband-data-fraction", "model": "fmnist_small", "dataset": "fashion_mnist",
+        "epochs": EPOCHS, "search_train_samples": accuracy_bench.TRAIN_IMAGES - VALIDATION, "validation_samples": VALIDATION,
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine()}, "versions": {"tensorflow": tf.__version__},
+    })
+    result.setdefault("recipes", {})
+
+    def save():
+        _io.write_text_atomic(path, json.dumps(result, indent=1, default=str) + "\n")
+
+    bench_args = argparse.Namespace(validation=0, teacher_dir=None)
+    for name in args.recipes.split(","):
+        entry = result["recipes"].setdefault(name, {})
+        if "search" not in entry:
+            start = time.time()
+            summary = tune(model="fmnist_small", recipe=name, dataset="fashion_mnist", max_epochs=EPOCHS,
+                           out=os.path.join(args.work_dir, name), tuner="hyperband", validation_samples=VALIDATION)
+            entry["search"] = {
+                "trials": len(summary["trials"]), "trial_seconds": summary["trial_seconds"],
+                "wall_seconds_last_invocation": round(time.time() - start, 1),
+                "best_trial": summary["best_trial"], "best_validation_hard_accuracy": summary["best_score"],
+                "best_values": summary["best_values"],
+                "defaults_validation_hard_accuracy": summary["trials"][0]["score"],
+                "defaults_data_fraction": summary["trials"][0]["data"],
+                "table": [{k: r[k] for k in ("trial", "data", "score", "seconds", "values")} for r in summary["trials"]],
+            }
+            save()
+        best = dict(entry["search"]["best_values"])
+        lr = best.pop("lr")
+        searched = entry.setdefault("searched_runs", [])
+        defaults = entry.setdefault("default_runs_run_here", [])
+        accuracy_path = os.path.join(ROOT, args.accuracy)
+        shared = json.load(open(accuracy_path))["runs"] if os.path.exists(accuracy_path) else []
+        for seed in seeds:
+            if not any(r["seed"] == seed for r in searched):
+                row = accuracy_bench.run(name, "fashion_mnist", seed, bench_args, overrides=best, lr=lr)
+                searched.append({**row, "overrides": best, "lr": lr})
+                save()
+            default_rows = [r for r in shared if r["arm"] == name and r["dataset"] == "fashion_mnist" and not r.get("overrides")]
+            if not any(r["seed"] == seed for r in default_rows + defaults):
+                defaults.append(accuracy_bench.run(name, "fashion_mnist", seed, bench_args))
+                save()
+        default_hard = {r["seed"]: r["hard_accuracy"] for r in default_rows + defaults if r["seed"] in seeds}
+        searched_hard = {r["seed"]: r["hard_accuracy"] for r in searched if r["seed"] in seeds}
+        full_run = [r["train_seconds"] for r in default_rows + defaults]
+        entry["searched_hard_test_accuracy"] = stats([searched_hard[s] for s in seeds])
+        entry["default_hard_test_accuracy"] = stats([default_hard[s] for s in seeds])
+        gain = entry["searched_hard_test_accuracy"]["mean"] - entry["default_hard_test_accuracy"]["mean"]
+        spread = max(entry["searched_hard_test_accuracy"]["std"], entry["default_hard_test_accuracy"]["std"])
+        entry["gain"] = round(gain, 4)
+        entry["gain_exceeds_seed_spread"] = bool(gain > spread)
+        entry["search_cost_vs_one_training_run"] = round(entry["search"]["trial_seconds"] / float(np.median(full_run)), 2)
+        searched_recipe = recipes.get(name, epochs=EPOCHS, **best)
+        searched_recipe.params["training"] = {"lr": lr}
+        entry["searched_recipe"] = json.loads(searched_recipe.to_json())
+        save()
+        print(json.dumps({k: entry[k] for k in ("searched_hard_test_accuracy", "default_hard_test_accuracy", "gain", "search_cost_vs_one_training_run")}), flush=True)
 
 
 if __name__ == "__main__":
