@@ -30,7 +30,7 @@ def _data(n=128, seed=0):
 
 
 def test_space_values_reach_the_sharpness_weights_of_the_trained_model(tmp_path):
-    space = tuning.SearchSpace("irnet", t_min=(0.2, 0.5), t_max=(2.0, 4.0))
+    space = tuning.SearchSpace("irnet", t_min=(0.2, 0.5), t_max=(2.0, 4.0), update_freq="epoch")
     tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=2, max_epochs=2, directory=str(tmp_path), seed=1)
     tuner.search(*_data())
     for trial in tuner.oracle.trials.values():
@@ -112,7 +112,7 @@ class _Steps(tf.keras.callbacks.Callback):
 def test_hyperband_lower_rungs_train_whole_schedules_on_a_fraction_of_the_data(tmp_path):
     steps, printed = _Steps(), []
     train, validation = _data(n=256)  # 6 training batches
-    tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=2, budget=3, factor=3, directory=str(tmp_path), seed=0,
+    tuner = tuning.Hyperband("lenet_bnn", tuning.SearchSpace("irnet", update_freq="epoch"), max_epochs=2, budget=3, factor=3, directory=str(tmp_path), seed=0,
                              callbacks=[steps], print_fn=printed.append)
     tuner.search(train, validation)
     trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
@@ -124,7 +124,7 @@ def test_hyperband_lower_rungs_train_whole_schedules_on_a_fraction_of_the_data(t
         np.testing.assert_allclose(run["t"], values["t_min"] * (values["t_max"] / values["t_min"]) ** 0.5, rtol=1e-6)
     full = [t for t in trials if t.hyperparameters.values["tuner/epochs"] == 3]
     assert tuner.best_trial() is max(full, key=lambda t: t.score)
-    assert len(printed) == 1 + 6 and printed[0].split()[:3] == ["trial", "t_min", "t_max"]
+    assert len(printed) == 1 + 6 and printed[0].split()[:4] == ["trial", "t_min", "t_max", "update_freq"]
     assert [line.split()[0] for line in printed[1:]] == [t.trial_id for t in trials]
 
 
@@ -215,7 +215,7 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
                    train_samples=256, validation_samples=128)
     printed = capsys.readouterr().out
     assert [r["trial"] for r in summary["trials"]] == ["0", "1"]
-    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "lr": 1e-3}  # the defaults first
+    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "update_freq": "epoch", "lr": 1e-3}  # the defaults first
     for row in summary["trials"]:
         assert f"  {row['score']:8.4f}  " in printed
     best = tfbin.recipes.Recipe.from_json((out / "best_recipe.json").read_text())

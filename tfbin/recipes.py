@@ -393,7 +393,9 @@ def self_binarizing(
     )
 
 
-@register("irnet", search={"t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True)})
+@register("irnet", search={
+    "t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True), "update_freq": Choice("epoch", "batch"),
+})
 def irnet(
     epochs=None, t_min: float = schedules_lib.EDE_T_MIN, t_max: float = schedules_lib.EDE_T_MAX, update_freq: str = "epoch", keep_full_precision=("first", "last")
 ) -> Recipe:
@@ -414,7 +416,7 @@ def irnet(
 
 @register("irnet_cmim", search={
     "t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True), "cmim_weight": Range(0.01, 1.0, log=True),
-    "temperature": Range(0.05, 0.5, log=True), "bank_size": Choice(0, 1024, 4096),
+    "temperature": Range(0.05, 0.5, log=True), "bank_size": Choice(0, 1024, 4096), "update_freq": Choice("epoch", "batch"),
 })
 def irnet_cmim(
     epochs=None,
