@@ -42,7 +42,22 @@ def _defaults_first(oracle_class):
 
 RandomSearchOracle = _defaults_first(kt.oracles.RandomSearchOracle)
 BayesianOptimizationOracle = _defaults_first(kt.oracles.BayesianOptimizationOracle)
-HyperbandOracle = _defaults_first(kt.oracles.HyperbandOracle)
+
+
+class HyperbandOracle(_defaults_first(kt.oracles.HyperbandOracle)):
+    """The defaults open the first bracket (on the least data) and, again, the last one (on all
+    of it), so that they always get a full-data score to beat."""
+
+    def _random_trial(self, trial_id, bracket):
+        rounds = bracket["rounds"]
+        if bracket["bracket_num"] == 0 and not rounds[0] and self._current_iteration == 0 and len(rounds) == 1:
+            values = {hp.name: hp.default for hp in self.hyperparameters.space}
+            # Not through _duplicate: its hash ignores the budget, so this would count as a repeat.
+            values.update({"tuner/epochs": self._get_epochs(0, 0), "tuner/initial_epoch": 0,
+                           "tuner/bracket": self._current_bracket, "tuner/round": 0})
+            rounds[0].append({"past_id": None, "id": trial_id})
+            return {"status": "RUNNING", "values": values}
+        return super()._random_trial(trial_id, bracket)
 
 
 class _SpaceHyperModel(kt.HyperModel):

@@ -84,7 +84,7 @@ def tune(
          "seconds": t.metrics.get_last_value("trial_seconds") if t.metrics.exists("trial_seconds") else None,
          "values": {k: v for k, v in t.hyperparameters.values.items() if not k.startswith("tuner/")},
          "best": t.trial_id == best.trial_id}
-        for t in search.oracle.trials.values()
+        for t in sorted(search.oracle.trials.values(), key=lambda t: t.trial_id)  # reloaded trials come unordered
     ]
     log_scale = [name for name, (spec, _) in space.entries.items() if isinstance(spec, Range) and spec.log]
     plots.trials(rows, os.path.join(out, "trials.png"), log_scale=log_scale)
