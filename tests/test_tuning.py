@@ -230,3 +230,32 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
     with pytest.raises(ValueError, match="not a tfbin recipe JSON file"):
         (tmp_path / "bad.json").write_text('{"name": "irnet"}')
         train(model="lenet_bnn", recipe=str(tmp_path / "bad.json"), out=str(tmp_path / "run2"), print_fn=None)
+    edited = json.loads((out / "best_recipe.json").read_text())
+    edited["kernel_constraint"] = "weight_clip"
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="edited by hand.*pass --epochs 1"):
+        train(model="lenet_bnn", recipe=str(tmp_path / "edited.json"), epochs=2, out=str(tmp_path / "run3"), print_fn=None)
+    with pytest.raises(ValueError, match="other settings .*recipe: 'irnet' then, 'ste' now"):
+        tune(model="lenet_bnn", recipe="ste", trials=2, max_epochs=1, out=str(out), tuner="random",
+             train_samples=256, validation_samples=128)
+
+
+def test_setup_errors_stop_before_any_trial(tmp_path):
+    train, validation = _data()
+    tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=1, budget=3, directory=str(tmp_path))
+    with pytest.raises(ValueError, match="assert_cardinality"):
+        tuner.search(train.filter(lambda x, y: True), validation)
+    assert not tuner.oracle.trials
+    with pytest.raises(ValueError, match="'val_loss' is not a trial metric"):
+        tuning.RandomSearch("lenet_bnn", "irnet", objective="val_loss", directory=str(tmp_path / "b"))
+
+
+def test_recipe_search_declarations_are_checked_where_they_are_registered():
+    with pytest.raises(ValueError, match="default refresh=2 is not among its searched choices"):
+        tfbin.recipes.register("bad_choice", search={"refresh": tfbin.recipes.Choice(1, 4)})(lambda refresh=2: None)
+    with pytest.raises(ValueError, match="default v=None is not inside its searched Range"):
+        tfbin.recipes.register("bad_range", search={"v": tfbin.recipes.Range(1, 5)})(lambda v=None: None)
+    with pytest.raises(ValueError, match="must be a tfbin.recipes.Range or Choice"):
+        tfbin.recipes.register("bad_spec", search={"v": (1.0, 5.0)})(lambda v=2.0: None)
+    assert not {"bad_choice", "bad_range", "bad_spec"} & set(tfbin.recipes.available())
+    assert tuning.SearchSpace("irnet_cmim", bank_size=[1024, 4096]).entries["bank_size"][1] == 4096  # the default stays

@@ -226,6 +226,20 @@ def register(name: str, search: dict | None = None):
         unknown = sorted(set(search or {}) - set(accepted))
         if unknown:
             raise ValueError(f"Recipe {name!r}: search names parameter(s) {unknown} that the factory does not take.")
+        for key, spec in (search or {}).items():
+            default = accepted[key].default
+            if isinstance(spec, Choice):
+                if default not in spec.values:
+                    raise ValueError(f"Recipe {name!r}: the default {key}={default!r} is not among its searched choices {list(spec.values)}.")
+            elif isinstance(spec, Range):
+                default = spec.default if default is None else default
+                if not isinstance(default, (int, float)) or not spec.low <= default <= spec.high:
+                    raise ValueError(
+                        f"Recipe {name!r}: the default {key}={default!r} is not inside its searched {spec!r} "
+                        "(give Range(..., default=) for a factory default of None)."
+                    )
+            else:
+                raise ValueError(f"Recipe {name!r}: search[{key!r}] must be a tfbin.recipes.Range or Choice, got {spec!r}.")
         _FACTORIES[name] = factory
         _SEARCH[name] = dict(search or {})
         return factory

@@ -65,7 +65,7 @@ class SearchSpace:
         if isinstance(value, list):
             if not value:
                 raise ValueError(f"{name}: a choice needs at least one value.")
-            return Choice(*value), value[0]
+            return Choice(*value), default if default in value else value[0]
         return None, value  # fixed
 
     def declare(self, hp) -> dict:

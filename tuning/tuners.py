@@ -16,6 +16,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from tfbin import models
+from tfbin.batchnorm import recalibrate
 from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
 from tfbin.tuning.space import SearchSpace
@@ -23,6 +24,7 @@ from tfbin.tuning.space import SearchSpace
 __all__ = ["BinaryTuner", "RandomSearch", "BayesianOptimization", "Hyperband", "DEFAULT_OBJECTIVE"]
 
 DEFAULT_OBJECTIVE = kt.Objective("val_hard_accuracy", "max")
+METRICS = ("val_hard_accuracy", "val_soft_accuracy", "trial_seconds")
 
 
 def _defaults_first(oracle_class):
@@ -118,6 +120,9 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
             raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
         if int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be >= 1, got {max_epochs}.")
+        name = _objective_name(oracle.objective)
+        if name not in METRICS:
+            raise ValueError(f"The objective {name!r} is not a trial metric; a trial reports {list(METRICS)}.")
         self.space = SearchSpace(space) if isinstance(space, str) else space
         self.model_name, self.max_epochs = model, int(max_epochs)
         self.input_shape, self.num_classes = input_shape, num_classes
@@ -153,12 +158,11 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         )
         self.save_model(trial.trial_id, model)
         results = {"val_soft_accuracy": model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]}
+        if self.space.recipe == "blrnet":  # deployed after BatchNorm recalibration, as its paper
+            recalibrate(model, self._train_data(trial, train_data), steps=100)
         with hard(model):
             results["val_hard_accuracy"] = model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
         results["trial_seconds"] = time.perf_counter() - start
-        name = _objective_name(self.oracle.objective)
-        if name not in results:
-            raise ValueError(f"The objective {name!r} is not among the trial's metrics {sorted(results)}.")
         self._last_results = results
         return results
 
@@ -169,11 +173,12 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
             return
         self._last_results = None
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        widths = {k: max(10, len(k)) for k in values}
         if self._rows_printed == 0:
-            self.print_fn("  trial  " + "  ".join(f"{k:>10s}" for k in values) + "  data  val_hard  seconds")
+            self.print_fn("  trial  " + "  ".join(f"{k:>{widths[k]}s}" for k in values) + "  data  val_hard  seconds")
         fraction = self._fraction(trial)
         self.print_fn(
-            f"  {trial.trial_id:>5s}  " + "  ".join(f"{_format(v):>10s}" for v in values.values())
+            f"  {trial.trial_id:>5s}  " + "  ".join(f"{_format(v):>{widths[k]}s}" for k, v in values.items())
             + f"  {fraction:4.2f}  {results['val_hard_accuracy']:8.4f}  {results['trial_seconds']:7.0f}"
         )
         self._rows_printed += 1
@@ -193,8 +198,13 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
     def best_trial(self):
         """The best finished trial among those trained on the most data (a low-fidelity trial's
         score is not comparable with a full one's)."""
-        finished = [t for t in self.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+        trials = list(self.oracle.trials.values())
+        finished = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
         if not finished:
+            failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
+            if failed:
+                last = (failed[-1].message or "").strip().splitlines()
+                raise ValueError(f"All {len(failed)} finished trials failed; the last one: {last[-1] if last else 'no message'}")
             raise ValueError("No trial has finished yet; run search() first.")
         most = max(self._fraction(t) for t in finished)
         return max((t for t in finished if self._fraction(t) == most), key=lambda t: t.score)
@@ -251,6 +261,17 @@ class Hyperband(BinaryTuner):
         )
         super().__init__(oracle, model, space, max_epochs, **kwargs)
 
+    def search(self, train_data, validation_data, **kwargs):
+        # Checked here, not in a trial: keras-tuner would count the error as failed trials.
+        if not isinstance(train_data, tf.data.Dataset):
+            raise ValueError("Hyperband takes its training data as a batched tf.data.Dataset (its lower rungs train on a fraction of the batches).")
+        if int(train_data.cardinality()) < 0:
+            raise ValueError(
+                "Hyperband needs training data of known, finite length (tf.data cardinality): do not repeat() it, and after "
+                "filter() declare the length with .apply(tf.data.experimental.assert_cardinality(batches))."
+            )
+        return super().search(train_data, validation_data, **kwargs)
+
     def _fraction(self, trial) -> float:
         return trial.hyperparameters.values.get("tuner/epochs", self.budget) / self.budget
 
@@ -258,9 +279,4 @@ class Hyperband(BinaryTuner):
         fraction = self._fraction(trial)
         if fraction >= 1:
             return train_data
-        if not isinstance(train_data, tf.data.Dataset):
-            raise ValueError("Hyperband takes its training data as a batched tf.data.Dataset (it trains lower rungs on a fraction of the batches).")
-        batches = int(train_data.cardinality())
-        if batches < 0:
-            raise ValueError("Hyperband needs training data of known length (tf.data cardinality); do not repeat() or filter() it.")
-        return train_data.take(max(1, math.ceil(fraction * batches)))
+        return train_data.take(max(1, math.ceil(fraction * int(train_data.cardinality()))))

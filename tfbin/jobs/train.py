@@ -236,9 +236,22 @@ def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
     return correct / total, agree / total, keras_correct / total
 
 
+def _comparable(config):
+    """A recipe config without the instance names Keras gives its quantizers (`ede_sign_1`)."""
+    if isinstance(config, (list, tuple)):
+        return [_comparable(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    plain = {k: _comparable(v) for k, v in config.items()}
+    if "class_name" in config and isinstance(plain.get("config"), dict):
+        plain["config"].pop("name", None)
+    return plain
+
+
 def _recipe(recipe, epochs) -> recipes_lib.Recipe:
     """A name, a `Recipe` or a recipe JSON file, with its schedules spanning `epochs`."""
     if isinstance(recipe, str) and recipe.endswith(".json"):
+        path = recipe
         try:
             with open(recipe) as f:
                 text = f.read()
@@ -248,7 +261,19 @@ def _recipe(recipe, epochs) -> recipes_lib.Recipe:
             recipe = recipes_lib.Recipe.from_json(text)
         except (ValueError, TypeError, KeyError) as err:
             raise ValueError(f"--recipe {recipe}: not a tfbin recipe JSON file (e.g. tfbin tune's best_recipe.json): {err}") from None
-        return recipes_lib.rebuild(recipe, epochs=epochs) if "epochs" in recipe.params else recipe
+        spans = recipe.params.get("epochs")
+        if spans is None or spans == epochs:
+            return recipe  # used as written
+        try:
+            as_made = recipes_lib.rebuild(recipe, epochs=spans)
+        except ValueError as err:
+            raise ValueError(f"--recipe {path}: its schedules span {spans} epochs and it cannot be rebuilt for {epochs} ({err}); pass --epochs {spans}.") from None
+        if _comparable(as_made.get_config()) != _comparable(recipe.get_config()):
+            raise ValueError(
+                f"--recipe {path}: the file differs from what its factory makes of its params (edited by hand?), so it "
+                f"cannot be rebuilt for {epochs} epochs; edit its params instead, or pass --epochs {spans}."
+            )
+        return recipes_lib.rebuild(recipe, epochs=epochs)
     return recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
 
 

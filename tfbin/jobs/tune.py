@@ -12,6 +12,8 @@ import json
 import os
 import time
 
+from keras_tuner.src.distribute import utils as dist_utils
+
 from tfbin import _io, data, models
 from tfbin.data import adapt
 from tfbin.jobs import plots
@@ -35,6 +37,24 @@ def _splits(dataset, train_samples, validation_samples):
         raise ValueError(f"--train-samples must be in [1, {available}] (the rest of the split validates), got {train_samples}.")
     # Validation is held out of the training split: the test set stays unseen by the search.
     return data.load(dataset, f"train[:{train_samples}]"), data.load(dataset, f"train[{total - validation_samples}:]"), train_samples
+
+
+def _check_settings(out, settings):
+    """`out/tune.json` records what a search runs with; a resume must run with the same, or its
+    trials would be read as another search's."""
+    path = os.path.join(out, "tune.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            before = json.load(f)
+        differ = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+        if differ:
+            what = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in differ.items())
+            raise ValueError(f"{out} holds a search with other settings ({what}); resume it with the same options, or choose another --out.")
+        return
+    if os.path.isdir(os.path.join(out, "trials")):
+        raise ValueError(f"{out} holds a search of an earlier tfbin version (no tune.json); choose another --out.")
+    os.makedirs(out, exist_ok=True)
+    _io.write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
 
 
 def tune(
@@ -66,7 +86,9 @@ def tune(
     train, validation, train_samples = _splits(dataset, train_samples, validation_samples)
     train = adapt(train, shape).cache().shuffle(min(train_samples, 60_000), seed=seed).batch(batch_size).prefetch(2)
     validation = adapt(validation, shape).batch(512).cache().prefetch(2)
-    os.makedirs(out, exist_ok=True)
+    _check_settings(out, {"model": model, "recipe": recipe, "dataset": dataset, "tuner": tuner, "max_epochs": max_epochs,
+                          "trials": trials if tuner != "hyperband" else None, "batch_size": batch_size, "seed": seed,
+                          "train_samples": train_samples, "validation_samples": validation_samples, "space": space.get_config()})
     common = dict(model=model, space=space, max_epochs=max_epochs, directory=out, project_name="trials", seed=seed, print_fn=print_fn)
     if tuner == "random":
         search = RandomSearch(max_trials=trials, **common)
@@ -76,6 +98,11 @@ def tune(
         search = Hyperband(**common)
     start = time.time()
     search.search(train, validation, verbose=0)
+    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+        # A worker: the chief's oracle holds the trials, and the chief writes the results.
+        if print_fn is not None:
+            print_fn(f"  worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trial left; the chief writes {out}/best_recipe.json")
+        return {"worker": os.environ.get("KERASTUNER_TUNER_ID"), "seconds": round(time.time() - start, 1)}
     best = search.best_trial()
     recipe_obj = search.best_recipe()
     _io.write_text_atomic(os.path.join(out, "best_recipe.json"), recipe_obj.to_json() + "\n")
