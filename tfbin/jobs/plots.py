@@ -161,8 +161,13 @@ def trials(rows: list[dict], path: str, log_scale=(), objective: str = "val_hard
         raise ValueError("No finished trial to draw.")
     names = list(rows[0]["values"])
     columns = min(3, len(names))
-    fig, axes = plt.subplots(math.ceil(len(names) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(names) / columns)), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    from matplotlib.ticker import NullFormatter
+
+    fig, axes = plt.subplots(
+        math.ceil(len(names) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(names) / columns)),
+        squeeze=False, sharey=True, constrained_layout=True,
+    )
+    for index, (ax, name) in enumerate(zip(axes.flat, names)):
         categorical = any(isinstance(r["values"][name], (str, bool)) for r in rows)
         labels = sorted({str(r["values"][name]) for r in rows}) if categorical else None
         x = [labels.index(str(r["values"][name])) if categorical else r["values"][name] for r in rows]
@@ -174,10 +179,11 @@ def trials(rows: list[dict], path: str, log_scale=(), objective: str = "val_hard
             ax.set_xticks(range(len(labels)), labels)
         elif name in log_scale:
             ax.set_xscale("log")
-        ax.set(xlabel=name, ylabel=objective)
+            ax.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short log range overlap
+        ax.set(xlabel=name, ylabel=objective if index % columns == 0 else None)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend(loc="lower right")
-    fig.suptitle("trials (point size: fraction of the training data)")
+    fig.suptitle("trials (point size: fraction of the training data; star: the chosen trial)")
     _save(fig, path)
     plt.close(fig)
