@@ -195,7 +195,8 @@ def tuning_table(data):
             target = "met" if met else "not met"
         else:
             gain, target = "—", "running"
-        defaults_val = f" ({search['defaults_validation_hard_accuracy']:.4f} on {search['defaults_data_fraction']:.2g} of the data)"
+        share = "all" if search["defaults_data_fraction"] >= 1 else f"{search['defaults_data_fraction']:.2g}"
+        defaults_val = f" (defaults {search['defaults_validation_hard_accuracy']:.4f} on {share} of the data)"
         lines.append(
             f"| `{name}` | {search['trials']}, {cost} | {search['best_validation_hard_accuracy']:.4f}{defaults_val} | "
             f"{_values(search['best_values'])} | {fmt(d)} | {fmt(s)} | {gain} | {target} |"
