@@ -179,7 +179,7 @@ def tuning_table(data):
         "then the best recipe trained on all 60,000 per seed and scored once on the 10,000-image test set, beside the defaults' runs "
         "of the accuracy benchmark (same protocol, same seeds). Targets: searched ≥ defaults + 0.5 point at ≤ 8× one training run.",
         "",
-        "| recipe | search: trials, cost vs one run | best on validation (defaults') | searched values | defaults: test | searched: test | gain | target |",
+        "| recipe | search: trials, cost vs one run | best on validation (defaults') | searched values | defaults before the search: test | searched: test | gain | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, e in data["recipes"].items():

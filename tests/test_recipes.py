@@ -144,11 +144,11 @@ def test_bad_input_gives_clear_errors(call, error, message):
 
 
 def test_self_binarizing_kernel_sharpness_can_end_apart_from_the_activations():
-    recipe = recipes.get("self_binarizing", epochs=4, v_end=100.0, v_kernel_end=3.0, sharpen=0.5)
+    recipe = recipes.get("self_binarizing", epochs=4, v_end=100.0, v_kernel_end=3.0, sharpen=0.5, warmup=0.0)
     v, v_kernel = recipe.schedules["v"], recipe.schedules["v_kernel"]
     assert v(0.0) == pytest.approx(1.0) and v_kernel(0.0) == pytest.approx(1.0)
     # geometric over the first half of training, then held
     assert v(1.0) == pytest.approx(10.0) and v_kernel(1.0) == pytest.approx(3.0 ** 0.5)
     assert v(4.0) == pytest.approx(100.0) and v_kernel(4.0) == pytest.approx(3.0)
-    same = recipes.get("self_binarizing", epochs=4, v_end=100.0, sharpen=0.5)
+    same = recipes.get("self_binarizing", epochs=4, v_end=100.0, v_kernel_end=None, sharpen=0.5, warmup=0.0)
     assert same.schedules["v_kernel"](1.0) == pytest.approx(10.0)
