@@ -13,7 +13,7 @@ import pytest
 
 # A net without batch statistics (LayerNormalization before every binarized layer and after the
 # last one, so binarize inserts no BatchNormalization, whose per-replica statistics would make
-# the two set-ups differ), binarized with self_binarizing with v kept small (its tanh(v·x)
+# the two set-ups differ), binarized with self_binarizing with v kept small for activations and kernels, and the schedule shape of its earlier defaults (its tanh(v·x)
 # forward is then smooth, so float summation order cannot flip a sign and fork the runs; with
 # v in the hundreds the two set-ups drift apart within a few steps, as any two runs of a
 # near-sign network do), plus ContrastiveMI with a memory bank. The global batch is 32; with
@@ -42,7 +42,7 @@ WORKER = textwrap.dedent(
             tf.keras.layers.LayerNormalization(),
             tf.keras.layers.Dense(10),
         ])
-        binarized = tfbin.binarize(float_model, "self_binarizing", epochs=EPOCHS, v_end=4.0)
+        binarized = tfbin.binarize(float_model, "self_binarizing", epochs=EPOCHS, v_end=4.0, v_kernel_end=4.0, sharpen=0.75, warmup=0.0, finish=0.25)
         model = ContrastiveMI(0.5, bank_size=32, projection_dim=16).wrap(binarized.model)
         model.compile(tf.keras.optimizers.SGD(0.01),
                       tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
