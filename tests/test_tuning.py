@@ -48,8 +48,8 @@ def test_space_values_reach_the_sharpness_weights_of_the_trained_model(tmp_path)
 
 
 @pytest.mark.parametrize("tuner_class", [tuning.RandomSearch, tuning.BayesianOptimization, tuning.Hyperband])
-def test_the_first_trial_is_the_recipe_as_shipped(tuner_class):
-    tuner = tuner_class("lenet_bnn", "self_binarizing", seed=3, overwrite=True)
+def test_the_first_trial_is_the_recipe_as_shipped(tuner_class, tmp_path):
+    tuner = tuner_class("lenet_bnn", "self_binarizing", seed=3, directory=str(tmp_path))
     first = tuner.oracle.create_trial("tuner0").hyperparameters.values
     signature = inspect.signature(tfbin.recipes.self_binarizing).parameters
     expected = {name: signature[name].default for name in ("v_end", "v_kernel_end", "sharpen", "warmup", "finish")}
