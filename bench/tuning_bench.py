@@ -88,23 +88,22 @@ def main():
             summary = tune(model="fmnist_small", recipe=name, dataset="fashion_mnist", max_epochs=EPOCHS,
                            out=os.path.join(args.work_dir, name), tuner="hyperband", train_samples=SEARCH_TRAIN,
                            validation_samples=VALIDATION)
-            shipped = {k: default for k, (_, default) in tuning.SearchSpace(name).entries.items()}
-            defaults = [r for r in summary["trials"] if r["values"] == shipped and r["score"] is not None]
+            shipped = [r for r in summary["trials"] if r["values"] == entry["pre_search_defaults"] and r["score"] is not None]
             entry["search"] = {
                 "trials": len(summary["trials"]), "trial_seconds": summary["trial_seconds"],
                 "wall_seconds_last_invocation": round(time.time() - start, 1),
                 "best_trial": summary["best_trial"], "best_validation_hard_accuracy": summary["best_score"],
                 "best_values": summary["best_values"],
                 # The defaults open the first bracket and the last: their full-data trial.
-                "defaults_validation_hard_accuracy": max(defaults, key=lambda r: r["data"])["score"],
-                "defaults_data_fraction": max(defaults, key=lambda r: r["data"])["data"],
+                "defaults_validation_hard_accuracy": max(shipped, key=lambda r: r["data"])["score"],
+                "defaults_data_fraction": max(shipped, key=lambda r: r["data"])["data"],
                 "table": [{k: r[k] for k in ("trial", "data", "score", "seconds", "values")} for r in summary["trials"]],
             }
             save()
         best = dict(entry["search"]["best_values"])
         lr = best.pop("lr")
         searched = entry.setdefault("searched_runs", [])
-        defaults = entry.setdefault("default_runs_run_here", [])
+        defaults_here = entry.setdefault("default_runs_run_here", [])
         accuracy_path = os.path.join(ROOT, args.accuracy)
         shared = json.load(open(accuracy_path))["runs"] if os.path.exists(accuracy_path) else []
         for seed in seeds:
@@ -113,12 +112,12 @@ def main():
                 searched.append({**row, "overrides": best, "lr": lr})
                 save()
             default_rows = [r for r in shared if r["arm"] == name and r["dataset"] == "fashion_mnist" and not r.get("overrides")]
-            if not any(r["seed"] == seed for r in default_rows + defaults):
-                defaults.append(accuracy_bench.run(name, "fashion_mnist", seed, bench_args))
+            if not any(r["seed"] == seed for r in default_rows + defaults_here):
+                defaults_here.append(accuracy_bench.run(name, "fashion_mnist", seed, bench_args))
                 save()
-        default_hard = {r["seed"]: r["hard_accuracy"] for r in default_rows + defaults if r["seed"] in seeds}
+        default_hard = {r["seed"]: r["hard_accuracy"] for r in default_rows + defaults_here if r["seed"] in seeds}
         searched_hard = {r["seed"]: r["hard_accuracy"] for r in searched if r["seed"] in seeds}
-        full_run = [r["train_seconds"] for r in default_rows + defaults]
+        full_run = [r["train_seconds"] for r in default_rows + defaults_here]
         entry["searched_hard_test_accuracy"] = stats([searched_hard[s] for s in seeds])
         entry["default_hard_test_accuracy"] = stats([default_hard[s] for s in seeds])
         gain = entry["searched_hard_test_accuracy"]["mean"] - entry["default_hard_test_accuracy"]["mean"]

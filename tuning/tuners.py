@@ -176,14 +176,15 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
         widths = {k: max(10, len(k)) for k in values}
         if self._rows_printed == 0:
             self.print_fn("  trial  " + "  ".join(f"{k:>{widths[k]}s}" for k in values) + "  data  val_hard  seconds")
-        fraction = self._fraction(trial)
+        fraction = self.data_fraction(trial)
         self.print_fn(
             f"  {trial.trial_id:>5s}  " + "  ".join(f"{_format(v):>{widths[k]}s}" for k, v in values.items())
             + f"  {fraction:4.2f}  {results['val_hard_accuracy']:8.4f}  {results['trial_seconds']:7.0f}"
         )
         self._rows_printed += 1
 
-    def _fraction(self, trial) -> float:
+    def data_fraction(self, trial) -> float:
+        """The fraction of the training batches `trial` trains on (1.0 but for Hyperband's lower rungs)."""
         return 1.0
 
     def save_model(self, trial_id, model, step=0):
@@ -206,8 +207,8 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
                 last = (failed[-1].message or "").strip().splitlines()
                 raise ValueError(f"All {len(failed)} finished trials failed; the last one: {last[-1] if last else 'no message'}")
             raise ValueError("No trial has finished yet; run search() first.")
-        most = max(self._fraction(t) for t in finished)
-        return max((t for t in finished if self._fraction(t) == most), key=lambda t: t.score)
+        most = max(self.data_fraction(t) for t in finished)
+        return max((t for t in finished if self.data_fraction(t) == most), key=lambda t: t.score)
 
     def best_recipe(self, epochs: int | None = None):
         """The best trial's recipe (`tfbin.recipes.Recipe`), its schedules spanning `epochs`
@@ -272,11 +273,11 @@ class Hyperband(BinaryTuner):
             )
         return super().search(train_data, validation_data, **kwargs)
 
-    def _fraction(self, trial) -> float:
+    def data_fraction(self, trial) -> float:
         return trial.hyperparameters.values.get("tuner/epochs", self.budget) / self.budget
 
     def _train_data(self, trial, train_data):
-        fraction = self._fraction(trial)
+        fraction = self.data_fraction(trial)
         if fraction >= 1:
             return train_data
         return train_data.take(max(1, math.ceil(fraction * int(train_data.cardinality()))))

@@ -107,7 +107,7 @@ def tune(
     recipe_obj = search.best_recipe()
     _io.write_text_atomic(os.path.join(out, "best_recipe.json"), recipe_obj.to_json() + "\n")
     rows = [
-        {"trial": t.trial_id, "status": t.status, "score": t.score, "data": search._fraction(t),
+        {"trial": t.trial_id, "status": t.status, "score": t.score, "data": search.data_fraction(t),
          "seconds": t.metrics.get_last_value("trial_seconds") if t.metrics.exists("trial_seconds") else None,
          "values": {k: v for k, v in t.hyperparameters.values.items() if not k.startswith("tuner/")},
          "best": t.trial_id == best.trial_id}
