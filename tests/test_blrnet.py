@@ -63,7 +63,7 @@ def test_dense_moments_match_monte_carlo_of_the_binary_weights(rng, inputs):
     layer = BLRDense(24, binary_inputs=inputs == "binary", use_bias=False)
     layer.build((None, 40))
     theta = rng.normal(0, 1.2, (40, 24)).astype("float32")
-    layer.logits.assign(theta)
+    layer.assign_logits(theta)
     h = np.where(rng.random((3, 40)) < 0.5, -1.0, 1.0) if inputs == "binary" else rng.normal(0, 1.5, (3, 40))
     mean, var = (t.numpy() for t in layer.moments(tf.constant(h, tf.float32)))
     # exact formulas: μ = Σ tanh(θ)·h, σ² = Σ (1 − tanh²θ)·h² (= Σ (1 − tanh²θ) for ±1 inputs)
@@ -82,7 +82,7 @@ def test_conv_moments_match_monte_carlo_with_binary_padding(rng):
     x = rng.normal(0, 1, (1, 5, 5, 3)).astype("float32")
     layer.build(x.shape)
     theta = rng.normal(0, 1.0, (3, 3, 3, 4)).astype("float32")
-    layer.logits.assign(theta)
+    layer.assign_logits(theta)
     h = np.where(x >= 0, 1.0, -1.0)  # a binary input
     mean, var = (t.numpy()[0] for t in layer.moments(tf.constant(h, tf.float32)))  # [5, 5, 4]
     padded = np.pad(h, [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=1.0)  # pad_values=1: +1 borders
@@ -98,7 +98,7 @@ def test_conv_moments_match_monte_carlo_with_binary_padding(rng):
 def test_training_output_is_the_reparameterized_gaussian_and_its_sign_is_bernoulli_phi(rng):
     layer = BLRDense(16, use_bias=False)
     layer.build((None, 64))
-    layer.logits.assign(rng.normal(0, 0.8, (64, 16)).astype("float32"))
+    layer.assign_logits(rng.normal(0, 0.8, (64, 16)).astype("float32"))
     layer(tf.zeros((1, 64)))  # builds the input quantizer (and its temperature)
     tfbin.sharpness.set(layer, "tau", 1e-6)  # the input quantizer's relaxation at its limit: sign
     x = rng.normal(0, 1, (1, 64)).astype("float32")
@@ -171,19 +171,20 @@ def test_gradients_reach_the_logits(rng):
     layer = BLRDense(5, use_bias=False)
     layer.build((None, 7))
     theta = rng.normal(0, 1, (7, 5)).astype("float32")
-    layer.logits.assign(theta)
+    layer.assign_logits(theta)
     layer(tf.zeros((1, 7)))
     tfbin.sharpness.set(layer, "tau", 0.5)
     x = tf.constant(rng.normal(0, 1, (6, 7)).astype("float32"))
     upstream = rng.normal(0, 1, (6, 5)).astype("float32")
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(x) * upstream)  # the mean path: μ = tanh(x/τ) · tanh(θ)
-    grad = tape.gradient(loss, layer.logits).numpy()
+    grad = tape.gradient(loss, layer.logit_variable).numpy()
     h = np.tanh(x.numpy() / 0.5)
-    np.testing.assert_allclose(grad, (h.T @ upstream) * (1 - np.tanh(theta) ** 2), rtol=1e-4, atol=1e-5)
+    # the variable is θ/k: its gradient is k times the gradient in θ
+    np.testing.assert_allclose(grad, layer.logit_scale * (h.T @ upstream) * (1 - np.tanh(theta) ** 2), rtol=1e-4, atol=1e-5)
     with tf.GradientTape() as tape:  # the sampled path: through μ and σ
         loss = tf.reduce_sum(tf.square(layer(x, training=True)))
-    grad = tape.gradient(loss, layer.logits).numpy()
+    grad = tape.gradient(loss, layer.logit_variable).numpy()
     assert np.isfinite(grad).all() and np.abs(grad).min() > 0
 
 
@@ -215,11 +216,32 @@ def test_logit_uniform_and_the_float_transfer(rng):
     layer = BLRDense(8)
     layer.build((None, 12))
     w = rng.normal(0, 0.05, (12, 8)).astype("float32")
-    layer.logits.assign(w)
+    layer.logit_variable.assign(w)  # a float kernel as binarize copies it
     layer.from_float_kernel()
     np.testing.assert_allclose(np.tanh(layer.logits.numpy()), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         LogitUniform(1.0)
+    np.testing.assert_allclose(LogitUniform(0.9, seed=3, logit_scale=10.0)((4000,)).numpy(), theta / 10.0, rtol=1e-6)
+    assert layer.logit_scale == 10.0  # the default k: the variable holds θ/10
+    np.testing.assert_allclose(layer.logit_variable.numpy() * 10.0, layer.logits.numpy(), rtol=1e-6)
+
+
+def test_logit_scale_is_a_step_size_for_the_logits(rng):
+    """One Adam step moves θ by ≈ k·lr: the same layer at k = 1 and k = 10 from the same θ."""
+    theta = rng.normal(0, 1, (6, 4)).astype("float32")
+    x = tf.constant(rng.normal(0, 1, (8, 6)).astype("float32"))
+    steps = []
+    for k in (1.0, 10.0):
+        layer = BLRDense(4, use_bias=False, logit_scale=k)
+        layer.build((None, 6))
+        layer.assign_logits(theta)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        tf.keras.optimizers.Adam(1e-3).apply_gradients([(tape.gradient(loss, layer.logit_variable), layer.logit_variable)])
+        steps.append(np.abs(layer.logits.numpy() - theta))
+    # Adam's first step is lr·sign(g) per entry (up to ε): 1e-3 in θ at k = 1, 1e-2 at k = 10
+    np.testing.assert_allclose(steps[0], 1e-3, rtol=1e-2)
+    np.testing.assert_allclose(steps[1], 1e-2, rtol=1e-2)
 
 
 def test_bad_arguments_raise_clear_errors():
@@ -227,6 +249,10 @@ def test_bad_arguments_raise_clear_errors():
         BLRDense(3, input_quantizer="ste_sign")
     with pytest.raises(ValueError, match="must be a WeightMode"):
         BLRConv2D(3, 3, kernel_quantizer="ste_sign")
+    with pytest.raises(ValueError, match="contradicts the kernel quantizer"):
+        BLRConv2D(3, 3, logit_scale=10.0, kernel_quantizer=WeightMode(1.0))
+    with pytest.raises(ValueError, match="logit_scale must be > 0"):
+        BLRDense(3, logit_scale=0.0)
     with pytest.raises(ValueError, match="no input_quantizer"):
         BLRDense(3, binary_inputs=False, input_quantizer=RelaxedSign())
     with pytest.raises(ValueError, match="contradict"):
@@ -252,7 +278,7 @@ def test_get_config_round_trips():
     assert real.input_quantizer is None and BLRDense.from_config(real.get_config()).get_config() == real.get_config()
     q = RelaxedSign("t2", straight_through=True)
     assert RelaxedSign.from_config(q.get_config()).get_config() == q.get_config()
-    assert LogitUniform.from_config(LogitUniform(0.5, seed=1).get_config()).get_config() == {"limit": 0.5, "seed": 1}
+    assert LogitUniform.from_config(LogitUniform(0.5, seed=1).get_config()).get_config() == {"limit": 0.5, "seed": 1, "logit_scale": 1.0}
     assert isinstance(tf.keras.layers.deserialize(tf.keras.layers.serialize(conv)), BLRConv2D)
 
 
@@ -378,7 +404,7 @@ def test_ensemble_of_sampled_nets(rng):
             np.testing.assert_array_equal(a, b)
     # near-certain weights: every sample is the MAP net
     for layer in blr_layers(model):
-        layer.logits.assign(20.0 * np.sign(layer.logits.numpy()))
+        layer.assign_logits(20.0 * np.sign(layer.logits.numpy()))
     with tfbin.hard(model):
         map_prediction = model.predict(x, verbose=0)
     np.testing.assert_allclose(ensemble_predict(model, x, samples=2), map_prediction, rtol=1e-6, atol=1e-7)

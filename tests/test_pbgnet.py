@@ -263,6 +263,51 @@ def test_train_builds_and_fits():
         pbgnet.train(np.zeros((4, 2, 2)), np.ones(4))
 
 
+def test_linear_loss_objective_trains_on_the_empirical_loss_alone():
+    x, y = separable(256)
+    model = PBGNet((8,), n_examples=len(x), sample_size=10, seed=0, objective="linear_loss")
+    model.compile(tf.keras.optimizers.Adam(0.02))
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0)  # 8 equal batches per epoch
+    # the loss is the mean linear loss (no KL term), where the bound objective's loss exceeds it
+    np.testing.assert_allclose(history.history["loss"], history.history["linear_loss"], rtol=1e-5)
+    assert history.history["kl"][-1] > 0
+    assert PBGNet.from_config(model.get_config()).objective == "linear_loss"
+    with pytest.raises(ValueError, match="objective must be one of"):
+        PBGNet((4,), n_examples=10, objective="hinge")
+
+
+def test_pretrained_prior_is_the_other_nets_weights_and_tightens_the_bound():
+    x, y = separable(800)
+    (x_prior, y_prior), (x_bound, y_bound) = (x[:400], y[:400]), (x[400:], y[400:])
+    pre, _ = pbgnet.train(x_bound, y_bound, hidden=(10,), epochs=4, sample_size=10, learning_rate=0.02, seed=0,
+                          prior="pretrain", prior_data=(x_prior, y_prior), prior_epochs=4)
+    init, _ = pbgnet.train(x_bound, y_bound, hidden=(10,), epochs=4, sample_size=10, learning_rate=0.02, seed=0)
+    assert pre.n_examples == 400
+    b_pre, b_init = pbgnet.evaluate_bound(pre, x_bound, y_bound), pbgnet.evaluate_bound(init, x_bound, y_bound)
+    # the posterior starts at the prior, so it moves less from it: a smaller KL, a tighter bound
+    assert b_pre["kl"] < b_init["kl"] and b_pre["bound"] < b_init["bound"] - 0.05, (b_pre, b_init)
+
+    source = PBGNet((6,), n_examples=10, seed=1)
+    target = PBGNet((6,), n_examples=10, seed=2)
+    source(x[:1]), target(x[:1])
+    source.pbg_layers[0].kernel.assign_add(tf.ones_like(source.pbg_layers[0].kernel))
+    target.use_as_prior(source)
+    for mine, theirs in zip(target.pbg_layers, source.pbg_layers):
+        for a in (mine.kernel, mine.kernel_prior):
+            np.testing.assert_array_equal(a.numpy(), theirs.kernel.numpy())
+        for a in (mine.bias, mine.bias_prior):
+            np.testing.assert_array_equal(a.numpy(), theirs.bias.numpy())
+    assert float(target.kl()) == 0.0
+    other = PBGNet((5,), n_examples=10)
+    other(x[:1])
+    with pytest.raises(ValueError, match="architecture"):
+        other.use_as_prior(source)
+    with pytest.raises(ValueError, match="needs prior_data"):
+        pbgnet.train(x, y, prior="pretrain")
+    with pytest.raises(ValueError, match="needs prior_data"):
+        pbgnet.train(x, y, prior_data=(x, y))
+
+
 def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="n_examples"):
         PBGNet((4,))

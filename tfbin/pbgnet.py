@@ -7,7 +7,10 @@ official code (github.com/gletarte/dichotomize-and-generalize, `pbgdeep/networks
 **Model.** A fully connected net for binary classification, labels \(y \in \{-1, +1\}\), with
 sign activations and one output in \([-1, 1]\). The weights \(\theta\) (kernels and biases) are the
 mean of a Gaussian posterior \(Q = \mathcal N(\theta, I)\); the prior is \(P = \mathcal N(\theta_0, I)\)
-with \(\theta_0\) the initial weights (`prior="init"`, data-free) or zero (`prior="zero"`). The
+with \(\theta_0\) the initial weights (`prior="init"`, data-free), zero (`prior="zero"`), or the
+weights of a PBGNet trained on other data (`train(..., prior="pretrain", prior_data=...)`, the
+paper's PBGNet_pre: its code trains 20 epochs on the linear loss on half of the training set and
+bounds on the other half; a prior near the posterior makes the KL, and the bound, small). The
 network computes the posterior's expected output \(F(x) = \mathbb E_{w \sim Q}\, f_w(x)\) of the
 sign network \(f_w\).
 
@@ -92,6 +95,7 @@ __all__ = [
 ]
 
 PRIORS = ("init", "zero")
+OBJECTIVES = ("bound", "linear_loss")
 
 
 def _register(cls):
@@ -321,14 +325,21 @@ class PBGNet(tf.keras.Model):
         n_examples: n, the size of the training set the bound is about.
         sample_size: T of the sampled layers (the paper's default 100).
         delta: δ of the bound (0.05).
-        prior: `"init"` (the initial weights, data-free) or `"zero"`.
+        prior: `"init"` (the initial weights, data-free) or `"zero"`; `use_as_prior` replaces it
+            with a trained network's weights.
         seed: seeds the sampled layers' generators (layer k gets `seed + k`); None: global seed.
+        objective: `"bound"` (the paper's PBGNet) or `"linear_loss"` (the empirical linear loss
+            alone, no KL: the paper's `pbgnet_ll` without weight decay, and how its code
+            trains a prior).
 
     Labels: ±1 (0 is read as −1, so 0/1 labels work); sample weights are not supported.
     """
 
-    def __init__(self, hidden=(10,), n_examples=None, sample_size=100, delta=0.05, prior="init", seed=None, **kwargs):
+    def __init__(self, hidden=(10,), n_examples=None, sample_size=100, delta=0.05, prior="init", seed=None, objective="bound", **kwargs):
         super().__init__(**kwargs)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"PBGNet: objective must be one of {OBJECTIVES}, got {objective!r}.")
+        self.objective = objective
         hidden = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
         if not hidden:
             raise ValueError("PBGNet: hidden must name at least one hidden layer width.")
@@ -379,6 +390,24 @@ class PBGNet(tf.keras.Model):
         """The bound for a mean linear loss with the current KL and C."""
         return bound(linear_loss_value, self.kl(), self.n_examples, self.C, self.delta)
 
+    def use_as_prior(self, source: "PBGNet") -> None:
+        """Make the posterior means of `source` (a built PBGNet of the same architecture, trained
+        on data disjoint from this model's training set) this model's prior means and initial
+        weights (the paper's PBGNet_pre). The bound stays valid because the prior does not depend
+        on the examples it is evaluated on. The prior is kept in the weights (saved with them)."""
+        if not isinstance(source, PBGNet) or not source.built or not self.built:
+            raise ValueError("use_as_prior needs two built PBGNets (call them on data first).")
+        if source.hidden != self.hidden or source.pbg_layers[0].kernel.shape != self.pbg_layers[0].kernel.shape:
+            raise ValueError(
+                f"use_as_prior: the prior network's architecture (input {source.pbg_layers[0].kernel.shape[0]}, hidden "
+                f"{source.hidden}) differs from this one's (input {self.pbg_layers[0].kernel.shape[0]}, hidden {self.hidden})."
+            )
+        for mine, theirs in zip(self.pbg_layers, source.pbg_layers):
+            for variable in (mine.kernel, mine.kernel_prior):
+                variable.assign(theirs.kernel)
+            for variable in (mine.bias, mine.bias_prior):
+                variable.assign(theirs.bias)
+
     def set_sample_size(self, sample_size: int) -> None:
         """Change T of every sampled layer (e.g. a larger T for the final estimate)."""
         sample_size = _positive_int("sample_size", sample_size)
@@ -396,8 +425,10 @@ class PBGNet(tf.keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             losses = linear_loss(y, y_pred)
-            objective = self.bound_of(tf.reduce_mean(losses))
-        self.optimizer.minimize(objective, self.trainable_variables, tape=tape)
+            objective = self.bound_of(tf.reduce_mean(losses)) if self.objective == "bound" else tf.reduce_mean(losses)
+        # C only enters the bound: the linear loss alone leaves it where it is.
+        variables = self.trainable_variables if self.objective == "bound" else [v for v in self.trainable_variables if v is not self.log_c]
+        self.optimizer.minimize(objective, variables, tape=tape)
         batch = tf.cast(tf.shape(y)[0], tf.float32)
         self._objective_tracker.update_state(objective)
         self._linear_tracker.update_state(tf.reduce_mean(losses), sample_weight=batch)
@@ -433,6 +464,7 @@ class PBGNet(tf.keras.Model):
             "delta": self.delta,
             "prior": self.prior,
             "seed": self.seed,
+            "objective": self.objective,
         }
 
     @classmethod
@@ -515,17 +547,38 @@ def train(
     seed: int | None = 0,
     verbose: int = 0,
     callbacks=None,
+    prior_data=None,
+    prior_epochs: int = 20,
 ):
     """Build a `PBGNet` for `(x, y)` (n = `len(x)`), train it on the bound with Adam, and return
     `(model, history)`. The official setup: Adam, batch 32, lr in {0.1, 0.01, 0.001}, up to 150
     epochs with the learning rate halved after 5 epochs without progress of the bound (add
-    `tf.keras.callbacks.ReduceLROnPlateau("bound", 0.5, 5)` to `callbacks` for that)."""
+    `tf.keras.callbacks.ReduceLROnPlateau("bound", 0.5, 5)` to `callbacks` for that).
+
+    `prior="pretrain"` is the paper's PBGNet_pre: a PBGNet of the same architecture first trains
+    `prior_epochs` epochs on the linear loss on `prior_data` `(x_prior, y_prior)` — examples that
+    must not be in `(x, y)` (the paper's code: half of the training set) — and its weights become
+    the prior and the initial weights (`PBGNet.use_as_prior`); the bound is then about `(x, y)`."""
     x = np.asarray(x, np.float32)
     if x.ndim != 2:
         raise ValueError(f"pbgnet.train needs [examples, features] inputs (flatten images first), got shape {x.shape}.")
+    if (prior == "pretrain") != (prior_data is not None):
+        raise ValueError(
+            'pbgnet.train: prior="pretrain" needs prior_data=(x_prior, y_prior), examples disjoint from (x, y); '
+            f"other priors take none (got prior={prior!r}, prior_data {'given' if prior_data is not None else 'missing'})."
+        )
     if seed is not None:
         tf.keras.utils.set_random_seed(seed)
-    model = PBGNet(hidden, n_examples=len(x), sample_size=sample_size, delta=delta, prior=prior, seed=seed)
+    model = PBGNet(hidden, n_examples=len(x), sample_size=sample_size, delta=delta, prior="init" if prior == "pretrain" else prior, seed=seed)
+    if prior == "pretrain":
+        x_prior, y_prior = np.asarray(prior_data[0], np.float32), np.asarray(prior_data[1])
+        if x_prior.ndim != 2 or x_prior.shape[1] != x.shape[1] or len(y_prior) != len(x_prior):
+            raise ValueError(f"pbgnet.train: prior_data must be (x, y) with [examples, {x.shape[1]}] inputs, got {x_prior.shape} and {len(y_prior)} labels.")
+        source = PBGNet(hidden, n_examples=len(x_prior), sample_size=sample_size, delta=delta, seed=seed, objective="linear_loss")
+        source.compile(tf.keras.optimizers.Adam(learning_rate))
+        source.fit(x_prior, y_prior, batch_size=batch_size, epochs=_positive_int("prior_epochs", prior_epochs), verbose=verbose, shuffle=True)
+        model(x[:1])
+        model.use_as_prior(source)
     model.compile(tf.keras.optimizers.Adam(learning_rate))
     history = model.fit(x, np.asarray(y), batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=True)
     return model, history

@@ -555,6 +555,7 @@ def blrnet(
     sharpen: float = 0.75,
     warmup: float = 0.0,
     straight_through: bool = False,
+    logit_scale: float = blrnet_lib.LOGIT_SCALE,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
@@ -565,7 +566,8 @@ def blrnet(
     `tau` falls geometrically from `tau_start` to `tau_end` over the first `sharpen` fraction of
     `epochs` (after `warmup`), then holds, updated every batch. `straight_through=True` with
     `tau_start == tau_end == 1` is the paper's PBNet-S (hard sample forward, static τ = 1).
-    Deployed as the most probable binary weights sign(θ) with sign activations: every binarized
+    `logit_scale`: the layers train θ/k, a k-fold step size for the logits
+    (`tfbin.blrnet.BLRConv2D`). Deployed as the most probable binary weights sign(θ) with sign activations: every binarized
     layer an LCE binary conv; recalibrate BN first (`tfbin.recalibrate`), as the paper does.
     `tfbin.blrnet.ensemble_predict` evaluates the paper's ensembles of sampled nets. See
     `tfbin.blrnet`."""
@@ -580,5 +582,5 @@ def blrnet(
         keep_full_precision=keep_full_precision,
         params=params,
         layer_type="blrnet",
-        layer_config={"straight_through": bool(straight_through)},
+        layer_config={"straight_through": bool(straight_through), "logit_scale": float(logit_scale)},
     )
