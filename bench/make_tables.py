@@ -218,6 +218,27 @@ def demo_table(data):
     ])
 
 
+def pbgnet_table(runs):
+    lines = [
+        "| task | prior | n (bound) | train time | test error of F | test linear loss | bound (linear loss, δ = 0.05) | bound − test linear loss | KL | sign net test error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {"init": 0, "zero": 1, "pretrain": 2}
+    for r in sorted(runs, key=lambda r: (r["task"], order.get(r["args"]["prior"], 3))):
+        prior = r["args"]["prior"]
+        if prior == "pretrain":
+            prior = f"pretrain ({r['n_prior']:,} other images)"
+        b = r["bound"]
+        lines.append(
+            f"| {r['task']} | {prior} | {r['n_train']:,} | {r['train_seconds']:.0f} s | {100 * r['test_error']:.2f}% | "
+            f"{100 * r['test_linear_loss']:.2f}% | {100 * b['bound']:.2f}% | {100 * (b['bound'] - r['test_linear_loss']):.2f} pt | "
+            f"{b['kl']:.0f} | {100 * r['sign_net_test_error']:.2f}% |"
+        )
+    commands = sorted({r["command"] for r in runs})
+    lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands) + "."]
+    return "\n".join(lines)
+
+
 TABLES = {
     "demo": ("bench/results/demo.json", demo_table),
     "export": ("bench/results/export.json", export_table),
@@ -226,6 +247,7 @@ TABLES = {
     "accuracy": ("bench/results/accuracy.json", accuracy_table),
     "validation": ("bench/results/accuracy_val.json", validation_table),
     "tuning": ("bench/results/tuning.json", tuning_table),
+    "pbgnet": ("bench/results/pbgnet_mnist*.json", pbgnet_table),  # a pattern: the table gets every file's result
 }
 
 
@@ -266,11 +288,14 @@ def _docs():
 
 
 def main():
-    loaded = {
-        name: json.load(open(os.path.join(ROOT, result)))
-        for name, (result, _) in TABLES.items()
-        if os.path.exists(os.path.join(ROOT, result))
-    }
+    loaded = {}
+    for name, (result, _) in TABLES.items():
+        if "*" in result:
+            files = sorted(glob.glob(os.path.join(ROOT, result)))
+            if files:
+                loaded[name] = [json.load(open(f)) for f in files]
+        elif os.path.exists(os.path.join(ROOT, result)):
+            loaded[name] = json.load(open(os.path.join(ROOT, result)))
     blocks = {name: render(loaded[name]) for name, (_, render) in TABLES.items() if name in loaded}
     if all(name in loaded for name in ("validation", "accuracy", "training_cost")):
         blocks["summary"] = summary_table(loaded)
