@@ -163,6 +163,9 @@ def _values(values):
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+TRAIN_IMAGES = 60_000  # one full training run of the accuracy benchmark sees each of them once per epoch
+
+
 def tuning_table(data):
     if data.get("protocol") != "hyperband-data-fraction":  # round 1's protocol, until the current one reports
         s, d = data["searched_hard_test_accuracy"], data["default_hard_test_accuracy"]
@@ -177,20 +180,25 @@ def tuning_table(data):
         f"each {data['epochs']} epochs with whole schedules) on the recipe's search ranges and Adam's lr, trained on the first "
         f"{data['search_train_samples']:,} Fashion-MNIST training images and scored on the last {data['validation_samples']:,}; "
         "then the best recipe trained on all 60,000 per seed and scored once on the 10,000-image test set, beside the defaults' runs "
-        "of the accuracy benchmark (same protocol, same seeds). Targets: searched ≥ defaults + 0.5 point at ≤ 8× one training run.",
+        "of the accuracy benchmark (same protocol, same seeds). Targets: searched ≥ defaults + 0.5 point at ≤ 8× one training run. "
+        "Cost: the trials' training seconds over the median `train_seconds` of the recipe's full runs (time, which other jobs on the "
+        "2 cores inflate), and the training images the trials processed over one full run's (work, independent of the machine's load; "
+        "the target is judged on it).",
         "",
-        "| recipe | search: trials, cost vs one run | best on validation (defaults') | searched values | defaults before the search: test | searched: test | gain | target |",
+        "| recipe | search: trials, cost vs one run: time (work) | best on validation (defaults') | searched values | defaults before the search: test | searched: test | gain | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, e in data["recipes"].items():
         search = e.get("search")
         if not search:
             continue
+        work = sum(t["data"] for t in search["table"]) * data["search_train_samples"] / TRAIN_IMAGES
         cost = f"{e['search_cost_vs_one_training_run']:.1f}×" if "search_cost_vs_one_training_run" in e else f"{search['trial_seconds']:.0f} s"
+        cost += f" ({work:.1f}×)"
         s, d = e.get("searched_hard_test_accuracy"), e.get("default_hard_test_accuracy")
         fmt = lambda x: f"{x['mean']:.4f} ± {x['std']:.4f} ({len(x['runs'])})" if x else "running"  # noqa: E731
         if s and d:
-            met = e["gain"] >= 0.005 and e["search_cost_vs_one_training_run"] <= 8
+            met = e["gain"] >= 0.005 and work <= 8
             gain = f"{100 * e['gain']:+.2f} pt" + ("" if e["gain_exceeds_seed_spread"] else " (within the seeds' spread)")
             target = "met" if met else "not met"
         else:
