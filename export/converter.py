@@ -42,7 +42,7 @@ def float_twin(model: tf.keras.Model) -> tf.keras.Model:
     plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
     larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
     plain.update({BLRConv2D: tf.keras.layers.Conv2D, BLRDense: tf.keras.layers.Dense})
-    larq_keys |= {"binary_inputs"}
+    larq_keys |= {"binary_inputs", "logit_scale"}
 
     def replace(layer):
         cls = plain.get(type(layer))

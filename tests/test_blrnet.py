@@ -17,6 +17,7 @@ from scipy.stats import norm
 import tfbin
 from tfbin import export, recipes
 from tfbin.blrnet import (
+    LOGIT_SCALE,
     BLRConv2D,
     BLRDense,
     LogitUniform,
@@ -222,8 +223,8 @@ def test_logit_uniform_and_the_float_transfer(rng):
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         LogitUniform(1.0)
     np.testing.assert_allclose(LogitUniform(0.9, seed=3, logit_scale=10.0)((4000,)).numpy(), theta / 10.0, rtol=1e-6)
-    assert layer.logit_scale == 10.0  # the default k: the variable holds θ/10
-    np.testing.assert_allclose(layer.logit_variable.numpy() * 10.0, layer.logits.numpy(), rtol=1e-6)
+    assert layer.logit_scale == LOGIT_SCALE  # the default k: the variable holds θ/k
+    np.testing.assert_allclose(layer.logit_variable.numpy() * LOGIT_SCALE, layer.logits.numpy(), rtol=1e-6)
 
 
 def test_logit_scale_is_a_step_size_for_the_logits(rng):

@@ -65,9 +65,10 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
     for original in model.layers:
         for w_old, w_new in zip(original.weights, layers[original.name].weights):
             if name == "blrnet" and w_new.name.endswith("kernel:0") and original.name in ("conv_same", "conv_valid", "hidden"):
-                # BLRNet's kernel holds logits: the float kernel's PBNet-S transfer, signs kept
+                # BLRNet's kernel holds logits θ/k: the float kernel's PBNet-S transfer, signs kept
                 w = w_old.numpy()
-                np.testing.assert_allclose(np.tanh(w_new.numpy()), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
+                theta = layers[original.name].logit_scale * w_new.numpy()
+                np.testing.assert_allclose(np.tanh(theta), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
                 continue
             np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
     assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in SHARPENING else [])

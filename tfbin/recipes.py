@@ -547,7 +547,10 @@ def abc(weight_bases: int = 3, activation_bases: int = 3, threshold_spread: floa
     )
 
 
-@register("blrnet", search={"tau_end": Range(0.02, 0.5, log=True), "sharpen": Range(0.25, 0.75), "warmup": Range(0.0, 0.25)})
+@register("blrnet", search={
+    "tau_end": Range(0.02, 0.5, log=True), "sharpen": Range(0.25, 0.75), "warmup": Range(0.0, 0.25),
+    "logit_scale": Range(10.0, 1000.0, log=True),
+})
 def blrnet(
     epochs=None,
     tau_start: float = 1.0,
