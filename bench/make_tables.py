@@ -240,7 +240,7 @@ def pbgnet_table(runs):
         lines.append(
             f"| {r['task']} | {prior} | {r['n_train']:,} | {r['train_seconds']:.0f} s | {100 * r['test_error']:.2f}% | "
             f"{100 * r['test_linear_loss']:.2f}% | {100 * b['bound']:.2f}% | {100 * (b['bound'] - r['test_linear_loss']):.2f} pt | "
-            f"{b['kl']:.0f} | {100 * r['sign_net_test_error']:.2f}% |"
+            f"{b['kl']:.3g} | {100 * r['sign_net_test_error']:.2f}% |"
         )
     commands = sorted({r["command"] for r in runs})
     lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands) + "."]
