@@ -12,7 +12,6 @@ import json
 import os
 import time
 
-from keras_tuner.src.distribute import utils as dist_utils
 
 from tfbin import _io, data, models
 from tfbin.data import adapt
@@ -98,7 +97,9 @@ def tune(
         search = Hyperband(**common)
     start = time.time()
     search.search(train, validation, verbose=0)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    # keras-tuner's documented distributed contract: the oracle's address in the environment, and
+    # the chief the tuner whose KERASTUNER_TUNER_ID names it (its `distribute.utils`, not public API).
+    if "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", ""):
         # A worker: the chief's oracle holds the trials, and the chief writes the results.
         if print_fn is not None:
             print_fn(f"  worker {os.environ.get('KERASTUNER_TUNER_ID')}: no trial left; the chief writes {out}/best_recipe.json")
