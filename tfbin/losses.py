@@ -257,26 +257,33 @@ class ContrastiveMI(_WrappingLoss):
         """`mean_i −log softmax_i` of row i of `[anchors·positivesᵀ | anchors·negativesᵀ] / τ`;
         entries where `same` (`[B, B + M]` or broadcastable to it, off the diagonal) is true are
         left out."""
-        return self._info_nce(anchors, positives, negatives, None if same is None else self._penalty(same, anchors))
+        return self._info_nce(anchors, positives, negatives, None if same is None else self._penalty(same, anchors, negatives is not None))
 
     @staticmethod
-    def _penalty(excluded, anchors):
+    def _penalty(excluded, anchors, negatives=True):
         """0, or −1e9 (a zero term of the softmax) where `excluded` is true off the diagonal: built
-        once per step and added to every layer's logits (a `where` per call cost more than the matmuls)."""
+        once per step and added to every layer's logits (a `where` per call cost more than the matmuls).
+        A list: the in-batch columns, then (with `negatives`) the others, as `_info_nce` keeps them."""
         batch = tf.shape(anchors)[0]
         excluded = tf.broadcast_to(excluded, [batch, tf.shape(excluded)[1]])
         diagonal = tf.one_hot(tf.range(batch), tf.shape(excluded)[1], on_value=True, off_value=False)
-        return tf.where(tf.logical_and(excluded, tf.logical_not(diagonal)), tf.constant(-1e9, anchors.dtype), tf.constant(0.0, anchors.dtype))
+        penalty = tf.where(tf.logical_and(excluded, tf.logical_not(diagonal)), tf.constant(-1e9, anchors.dtype), tf.constant(0.0, anchors.dtype))
+        return tf.split(penalty, [batch, tf.shape(penalty)[1] - batch], axis=1) if negatives else [penalty]
 
     def _info_nce(self, anchors, positives, negatives, penalty):
         # log-sum-exp minus the positive logit: the same value as a softmax cross-entropy with
-        # label i, at about half its cost on CPU for a 4,096-entry bank.
+        # label i, at about half its cost on CPU for a 4,096-entry bank. The in-batch and the
+        # negative logits stay two tensors (one log-sum-exp each, then combined): a concat would
+        # copy [B, B + M] logits forward and backward for every layer and direction.
         scaled = anchors / self.temperature
         positive = tf.matmul(scaled, positives, transpose_b=True)
-        logits = positive if negatives is None else tf.concat([positive, tf.matmul(scaled, negatives, transpose_b=True)], 1)
+        parts = [positive] if negatives is None else [positive, tf.matmul(scaled, negatives, transpose_b=True)]
         if penalty is not None:
-            logits += penalty
-        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - tf.linalg.diag_part(positive))
+            parts = [logits + p for logits, p in zip(parts, penalty)]
+        lse = tf.reduce_logsumexp(parts[0], axis=1)
+        if len(parts) > 1:
+            lse = tf.reduce_logsumexp(tf.stack([lse, tf.reduce_logsumexp(parts[1], axis=1)], 1), axis=1)
+        return tf.reduce_mean(lse - tf.linalg.diag_part(positive))
 
     @staticmethod
     def _class_ids(labels):
@@ -331,7 +338,7 @@ class ContrastiveMI(_WrappingLoss):
                     unwritten = tf.concat([tf.zeros([prefix], tf.bool), tf.range(self.bank_size) >= self._filled], 0)[None, :]
                     excluded = unwritten if same is None else tf.logical_or(same, unwritten)
             if i == 0 and excluded is not None:
-                penalty = self._penalty(excluded, z_b)
+                penalty = self._penalty(excluded, z_b, neg_f is not None)
             total += 0.5 * (self._info_nce(z_b, z_f, neg_f, penalty) + self._info_nce(z_f, z_b, neg_b, penalty))
         if training and self.bank_size:
             self._enqueue(updates, ids)
