@@ -254,6 +254,14 @@ def test_bad_arguments_raise_clear_errors():
         BLRConv2D(3, 3, logit_scale=10.0, kernel_quantizer=WeightMode(1.0))
     with pytest.raises(ValueError, match="logit_scale must be > 0"):
         BLRDense(3, logit_scale=0.0)
+
+
+def test_a_config_saved_before_logit_scale_reads_its_kernel_as_the_logits():
+    config = BLRDense(3).get_config()
+    assert config["logit_scale"] == LOGIT_SCALE
+    del config["logit_scale"], config["kernel_quantizer"]["config"]["logit_scale"]
+    old = BLRDense.from_config(config)
+    assert old.logit_scale == 1.0 and old.kernel_quantizer.logit_scale == 1.0
     with pytest.raises(ValueError, match="no input_quantizer"):
         BLRDense(3, binary_inputs=False, input_quantizer=RelaxedSign())
     with pytest.raises(ValueError, match="contradict"):

@@ -320,6 +320,11 @@ class BLRLayer:
     def _blr_config(self):
         return {"binary_inputs": self.binary_inputs, "logit_scale": self.logit_scale}
 
+    @classmethod
+    def from_config(cls, config):
+        # Saved before logit_scale existed: the kernel holds θ itself (k = 1).
+        return cls(**{"logit_scale": 1.0, **config})
+
 
 @_register
 class BLRConv2D(BLRLayer, lq.layers.QuantConv2D):
