@@ -83,7 +83,7 @@ def teacher(dataset, seed, args):
     return tf.keras.models.load_model(path)
 
 
-def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR):
+def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay="constant"):
     tf.keras.utils.set_random_seed(seed)
     train, score = splits(dataset, seed, args.validation)
     callbacks = []
@@ -97,6 +97,8 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR):
         model, callbacks = models.build("fmnist_small", recipe, epochs=EPOCHS, **overrides)
         if arm == "irnet_kd":
             model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
+    if lr_decay == "cosine":  # to 0 over the whole run, every batch
+        lr = tf.keras.optimizers.schedules.CosineDecay(lr, EPOCHS * int(train.cardinality()))
     model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()
@@ -127,7 +129,8 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR):
 def label(row):
     """The arm, with its recipe overrides if any: `abr symmetric=true`."""
     over = row.get("overrides") or {}
-    return " ".join([row["arm"], *(f"{k}={json.dumps(v)}" for k, v in sorted(over.items()))])
+    decay = [f"lr_decay={row['lr_decay']}"] if row.get("lr_decay", "constant") != "constant" else []
+    return " ".join([row["arm"], *(f"{k}={json.dumps(v)}" for k, v in sorted(over.items())), *decay])
 
 
 def summarize(rows):
@@ -164,6 +167,8 @@ def main():
                         help="hold out the last N training images and score on them instead of the test set")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
                         help="a recipe argument for every recipe arm, e.g. --override symmetric=true (recorded per run)")
+    parser.add_argument("--lr-decay", choices=["constant", "cosine"], default="constant",
+                        help="Adam's learning rate constant, or cosine-decayed to 0 over the run (recorded per run)")
     parser.add_argument("--teacher-dir", default=os.path.expanduser("~/.cache/tfbin-bench/teachers"))
     args = parser.parse_args()
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
@@ -179,22 +184,24 @@ def main():
     previous = json.load(open(path)) if os.path.exists(path) else {}
     same_protocol = previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
     rows = list(previous.get("runs", [])) if same_protocol else []
-    key = lambda arm, dataset, seed, over: (arm, dataset, seed, json.dumps(over, sort_keys=True))  # noqa: E731
-    done = {key(r["arm"], r["dataset"], r["seed"], r.get("overrides", {})) for r in rows}
+    key = lambda arm, dataset, seed, over, decay: (arm, dataset, seed, json.dumps(over, sort_keys=True), decay)  # noqa: E731
+    done = {key(r["arm"], r["dataset"], r["seed"], r.get("overrides", {}), r.get("lr_decay", "constant")) for r in rows}
     started = time.time()
     for seed in (int(s) for s in args.seeds.split(",")):
         for dataset in args.datasets.split(","):
             for arm in args.arms.split(","):
                 over = overrides if arm != "float" else {}
-                if key(arm, dataset, seed, over) in done:
+                if key(arm, dataset, seed, over, args.lr_decay) in done:
                     continue
                 save_to = None
-                if arm == "float":
+                if arm == "float" and args.lr_decay == "constant":  # the teachers irnet_kd reads
                     save_to = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
-                row = run(arm, dataset, seed, args, save_to=save_to, overrides=over)
+                row = run(arm, dataset, seed, args, save_to=save_to, overrides=over, lr_decay=args.lr_decay)
                 row["overrides"] = over
+                if args.lr_decay != "constant":
+                    row["lr_decay"] = args.lr_decay
                 rows.append(row)
-                done.add(key(arm, dataset, seed, over))
+                done.add(key(arm, dataset, seed, over, args.lr_decay))
                 print(f"seed {seed} {dataset} {arm}: hard {row['hard_accuracy']:.4f} soft {row['soft_accuracy']:.4f} "
                       f"{row['step_ms']:.0f} ms/step ({time.time() - started:.0f} s)", flush=True)
                 result = {
