@@ -101,15 +101,15 @@ def main():
             }
             save()
         best = dict(entry["search"]["best_values"])
-        lr = best.pop("lr")
+        lr, lr_decay = best.pop("lr"), best.pop("lr_decay", "constant")
         searched = entry.setdefault("searched_runs", [])
         defaults_here = entry.setdefault("default_runs_run_here", [])
         accuracy_path = os.path.join(ROOT, args.accuracy)
         shared = json.load(open(accuracy_path))["runs"] if os.path.exists(accuracy_path) else []
         for seed in seeds:
             if not any(r["seed"] == seed for r in searched):
-                row = accuracy_bench.run(name, "fashion_mnist", seed, bench_args, overrides=best, lr=lr)
-                searched.append({**row, "overrides": best, "lr": lr})
+                row = accuracy_bench.run(name, "fashion_mnist", seed, bench_args, overrides=best, lr=lr, lr_decay=lr_decay)
+                searched.append({**row, "overrides": best, "lr": lr, "lr_decay": lr_decay})
                 save()
             default_rows = [r for r in shared if r["arm"] == name and r["dataset"] == "fashion_mnist" and not r.get("overrides")]
             if not any(r["seed"] == seed for r in default_rows + defaults_here):
@@ -127,7 +127,7 @@ def main():
         entry["gain_exceeds_seed_spread"] = bool(gain > spread)
         entry["search_cost_vs_one_training_run"] = round(entry["search"]["trial_seconds"] / float(np.median(full_run)), 2)
         searched_recipe = recipes.get(name, epochs=EPOCHS, **best)
-        searched_recipe.params["training"] = {"lr": lr}
+        searched_recipe.params["training"] = {"lr": lr, "lr_decay": lr_decay}
         entry["searched_recipe"] = json.loads(searched_recipe.to_json())
         save()
         print(json.dumps({k: entry[k] for k in ("searched_hard_test_accuracy", "default_hard_test_accuracy", "gain", "search_cost_vs_one_training_run")}), flush=True)

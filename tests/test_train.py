@@ -42,7 +42,7 @@ def _png_has_content(path):
 def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_folder, tmp_path, capsys):
     out = str(tmp_path / "run")
     argv = ["train", "--data-dir", image_folder, "--input-shape", "28,28,1", "--recipe", "self_binarizing",
-            "--epochs", "1", "--batch-size", "16", "--out", out, "--quiet"]
+            "--epochs", "1", "--batch-size", "16", "--lr-decay", "cosine", "--out", out, "--quiet"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     for name in (*RESULT_FILES, "activations.npz", "model.report.md", *PICTURES):
@@ -55,6 +55,7 @@ def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_f
     history = json.load(open(os.path.join(out, "history.json")))
     report = json.load(open(os.path.join(out, "model.report.json")))
     assert summary["test_images"] == 16  # 20 % of 80
+    assert summary["lr_decay"] == "cosine"
     assert history["epoch"] == [0.0]
     # The monitor's hard accuracy after the last epoch is the accuracy before recalibration; the
     # reported one is after it when it was kept (decided on training images only), else the same.
@@ -127,7 +128,9 @@ def test_bad_input(tmp_path, capsys):
         cli.main(["train", "--input-shape", "28,28", "--out", str(tmp_path / "d")])
     assert usage_error.value.code == 2
     assert "argument --input-shape: expected H,W,C" in capsys.readouterr().err
-    assert not any((tmp_path / name).exists() for name in "abcd")  # failed starts leave nothing
+    with pytest.raises(ValueError, match="Unknown lr_decay 'linear'"):
+        train(lr_decay="linear", out=str(tmp_path / "e"), print_fn=None)
+    assert not any((tmp_path / name).exists() for name in "abcde")  # failed starts leave nothing
     assert cli.main(["report", str(tmp_path)]) == 1
     assert "no history" in capsys.readouterr().err
 

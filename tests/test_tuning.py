@@ -43,7 +43,7 @@ def test_space_values_reach_the_sharpness_weights_of_the_trained_model(tmp_path)
     best = tuner.best_trial().hyperparameters.values
     recipe = tuner.best_recipe(epochs=6)
     assert (recipe.params["t_max"], recipe.params["epochs"]) == (best["t_max"], 6)
-    assert recipe.params["training"] == {"lr": best["lr"]}
+    assert recipe.params["training"] == {"lr": best["lr"], "lr_decay": best["lr_decay"]}
     assert recipe.schedules["t"](6) == pytest.approx(best["t_max"])
 
 
@@ -125,6 +125,44 @@ def test_hyperband_lower_rungs_train_whole_schedules_on_a_fraction_of_the_data(t
     assert tuner.best_trial() is max(full, key=lambda t: t.score)
     assert len(printed) == 1 + 6 and printed[0].split()[:4] == ["trial", "t_min", "t_max", "update_freq"]
     assert [line.split()[0] for line in printed[1:]] == [t.trial_id for t in trials]
+
+
+class _Rates(tf.keras.callbacks.Callback):
+    """Adam's learning rate at every training batch, per fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.runs = []
+
+    def on_train_begin(self, logs=None):
+        self.runs.append([])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.runs[-1].append(float(self.model.optimizer.learning_rate))
+
+
+def test_a_cosine_trial_decays_adams_rate_to_zero_over_its_own_steps(tmp_path):
+    rates = _Rates()
+    train, validation = _data(n=256)  # 6 training batches
+    space = tuning.SearchSpace("irnet", lr=1e-2, lr_decay="cosine")
+    tuner = tuning.Hyperband("lenet_bnn", space, max_epochs=2, budget=3, factor=3, directory=str(tmp_path), seed=0, callbacks=[rates])
+    tuner.search(train, validation)
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    assert len(rates.runs) == len(trials) == 6
+    for trial, run in zip(trials, rates.runs):
+        total = 2 * math.ceil(trial.hyperparameters.values["tuner/epochs"] / 3 * 6)  # a lower rung's own steps
+        np.testing.assert_allclose(run, [1e-2 * 0.5 * (1 + math.cos(math.pi * i / total)) for i in range(total)], rtol=1e-5)
+    assert tuner.best_recipe().params["training"] == {"lr": 1e-2, "lr_decay": "cosine"}
+
+
+def test_learning_rate_decays_are_checked():
+    assert tfbin.recipes.learning_rate(1e-3) == 1e-3
+    with pytest.raises(ValueError, match="Unknown learning-rate decay 'linear'"):
+        tfbin.recipes.learning_rate(1e-3, "linear", 10)
+    with pytest.raises(ValueError, match="needs the run's number of steps"):
+        tfbin.recipes.learning_rate(1e-3, "cosine")
+    with pytest.raises(ValueError, match="lr_decay is a choice"):
+        tuning.SearchSpace("irnet", lr_decay=(0.0, 1.0))
 
 
 def test_search_resumes_in_the_same_directory(tmp_path):
@@ -214,7 +252,7 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
                    train_samples=256, validation_samples=128)
     printed = capsys.readouterr().out
     assert [r["trial"] for r in summary["trials"]] == ["0", "1"]
-    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "update_freq": "epoch", "lr": 1e-3}  # the defaults first
+    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "update_freq": "epoch", "lr": 1e-3, "lr_decay": "constant"}  # the defaults first
     for row in summary["trials"]:
         assert f"  {row['score']:8.4f}  " in printed
     best = tfbin.recipes.Recipe.from_json((out / "best_recipe.json").read_text())
@@ -224,7 +262,7 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
     run = train(model="lenet_bnn", recipe=str(out / "best_recipe.json"), epochs=2, train_samples=128, test_samples=64,
                 out=str(tmp_path / "run"), verbose=0, print_fn=None)
     used = json.loads((tmp_path / "run" / "recipe.json").read_text())
-    assert run["lr"] == summary["best_values"]["lr"]
+    assert (run["lr"], run["lr_decay"]) == (summary["best_values"]["lr"], summary["best_values"]["lr_decay"])
     assert used["params"]["epochs"] == 2 and used["params"]["t_max"] == summary["best_values"]["t_max"]
     with pytest.raises(ValueError, match="not a tfbin recipe JSON file"):
         (tmp_path / "bad.json").write_text('{"name": "irnet"}')

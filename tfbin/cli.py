@@ -36,7 +36,7 @@ def _cmd_train(args) -> int:
 
     train(
         model=args.model, recipe=args.recipe, dataset=None if args.data_dir else args.dataset, data_dir=args.data_dir,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, seed=args.seed, out=args.out,
         resume=args.resume, input_shape=args.input_shape, train_samples=args.train_samples,
         test_samples=args.test_samples, skip_bad_images=args.skip_bad_images, verbose=2 if args.quiet else 1,
     )
@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive(int), default=128, help="training batch size")
     p.add_argument("--lr", type=_positive(float), default=None,
                    help="Adam learning rate (default: a searched recipe file's, else 1e-3)")
+    p.add_argument("--lr-decay", choices=["constant", "cosine"], default=None,
+                   help="hold the learning rate, or cosine-decay it to 0 over the run (default: a searched recipe file's, else constant)")
     p.add_argument("--seed", type=int, default=0, help="random seed (weights, shuffling, --data-dir split)")
     p.add_argument("--out", default="run", help="output directory (must not hold a run, unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")

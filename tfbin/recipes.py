@@ -31,7 +31,11 @@ from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
-__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges"]
+__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges", "learning_rate", "LR_DECAYS"]
+
+# How Adam's learning rate moves over a run: held, or cosine-decayed to 0 (Loshchilov & Hutter,
+# "SGDR", ICLR 2017, without restarts), as IR-Net's code trains.
+LR_DECAYS = ("constant", "cosine")
 
 
 def _serialize(obj):
@@ -308,6 +312,24 @@ def rebuild(recipe: Recipe, **overrides) -> Recipe:
     if training is not None:
         rebuilt.params["training"] = training
     return rebuilt
+
+
+def learning_rate(lr: float, decay: str = "constant", total_steps: int | None = None):
+    """Adam's learning rate for a run of `total_steps` optimizer steps: `lr` itself (`"constant"`),
+    or `tf.keras.optimizers.schedules.CosineDecay(lr, total_steps)` (`"cosine"`: to 0 at the end).
+    A searched recipe keeps both in `params["training"]` (`{"lr": .., "lr_decay": ..}`)."""
+    if decay not in LR_DECAYS:
+        raise ValueError(f"Unknown learning-rate decay {decay!r}; choose one of {list(LR_DECAYS)}.")
+    if not lr > 0:
+        raise ValueError(f"The learning rate must be > 0, got {lr}.")
+    if decay == "constant":
+        return float(lr)
+    if total_steps is None or int(total_steps) < 1:
+        raise ValueError(
+            f"A cosine decay needs the run's number of steps (epochs x batches per epoch), got {total_steps!r}: "
+            "give the training data a known length (tf.data cardinality, e.g. no repeat())."
+        )
+    return tf.keras.optimizers.schedules.CosineDecay(float(lr), int(total_steps))
 
 
 def _need_epochs(name, epochs):

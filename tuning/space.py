@@ -1,23 +1,26 @@
-"""Search spaces: the ranges each recipe declares for its parameters, plus Adam's learning rate."""
+"""Search spaces: the ranges each recipe declares for its parameters, plus Adam's learning rate and its decay."""
 from __future__ import annotations
 
 from tfbin import recipes as recipes_lib
 from tfbin.recipes import Choice, Range
 
-__all__ = ["SearchSpace", "LR_RANGE"]
+__all__ = ["SearchSpace", "LR_RANGE", "LR_DECAY"]
 
-# Adam's learning rate, searched for every recipe around the papers' 1e-3.
+# Adam's learning rate, searched for every recipe around the papers' 1e-3, and how it moves over
+# the run: held (the default, as the accuracy benchmark trains) or cosine-decayed to 0.
 LR_RANGE = (Range(1e-4, 1e-2, log=True), 1e-3)
+LR_DECAY = (Choice(*recipes_lib.LR_DECAYS), "constant")
+TRAINING = ("lr", "lr_decay")  # optimizer settings, not recipe arguments
 
 
 class SearchSpace:
     """The hyperparameters of a recipe that a tuner searches, starting from the recipe's defaults.
 
     The ranges are the recipe's own (`tfbin.recipes.search_ranges(recipe)`, declared where the
-    recipe is registered) plus Adam's `lr`; a trial's recipe is made by `tfbin.recipes.get`
+    recipe is registered) plus Adam's `lr` and `lr_decay` (`"constant"` or `"cosine"` to 0 over the run); a trial's recipe is made by `tfbin.recipes.get`
     with the trial's values, so the space knows nothing of a recipe's internals. E.g. for
     `self_binarizing`: `v_end` and `v_kernel_end` (3–100, log), `sharpen`, `warmup`, `finish`
-    (fractions of training), `lr`.
+    (fractions of training), `lr`, `lr_decay`.
 
     Override a range the way keras-tuner declares it: `(min, max)` for `hp.Float` (log sampling
     if the recipe's range is log), a list for `hp.Choice`, a single value to fix it, or a dict of
@@ -32,7 +35,7 @@ class SearchSpace:
         if recipe not in recipes_lib.available():
             raise ValueError(f"Unknown recipe {recipe!r}; the recipes are {recipes_lib.available()}.")
         self.recipe = recipe
-        self.entries = {**recipes_lib.search_ranges(recipe), "lr": LR_RANGE}
+        self.entries = {**recipes_lib.search_ranges(recipe), "lr": LR_RANGE, "lr_decay": LR_DECAY}
         for name, value in ranges.items():
             if name not in self.entries:
                 raise ValueError(f"Recipe {recipe!r} has no searched hyperparameter {name!r}; it has {sorted(self.entries)}.")
@@ -82,10 +85,10 @@ class SearchSpace:
 
     def recipe_from(self, values: dict, epochs: int) -> recipes_lib.Recipe:
         """The recipe these values describe, its schedules spanning `epochs`; the learning rate
-        goes into `params["training"]` (read by `tfbin train --recipe FILE.json`)."""
-        chosen = {k: v for k, v in values.items() if k in self.entries and k != "lr"}
+        and its decay go into `params["training"]` (read by `tfbin train --recipe FILE.json`)."""
+        chosen = {k: v for k, v in values.items() if k in self.entries and k not in TRAINING}
         recipe = recipes_lib.get(self.recipe, epochs=epochs, **chosen)
-        recipe.params["training"] = {"lr": float(values["lr"])}
+        recipe.params["training"] = {"lr": float(values["lr"]), "lr_decay": str(values.get("lr_decay", "constant"))}
         return recipe
 
     def get_config(self) -> dict:

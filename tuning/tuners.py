@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfbin import models
 from tfbin.batchnorm import recalibrate
 from tfbin.mode import hard
+from tfbin.recipes import learning_rate
 from tfbin.auxiliary import unwrap
 from tfbin.tuning.space import SearchSpace
 
@@ -87,7 +88,8 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
     Each trial builds `model` (a `tfbin.models` name) with the recipe the trial's values
     describe, its schedules spanning the `max_epochs` epochs every trial trains (so each trial
     is a whole run: it sharpens, finishes and is scored in the form it deploys in), trains it
-    with Adam at the trial's `lr`, and reports `val_hard_accuracy` (and `val_soft_accuracy`) on
+    with Adam at the trial's `lr` (cosine-decayed to 0 over the trial when its `lr_decay` is
+    `"cosine"`), and reports `val_hard_accuracy` (and `val_soft_accuracy`) on
     the validation data after the last epoch, and its `trial_seconds`. `print_fn` (e.g.
     `print`) gets one table row per finished trial. Weights are saved per trial.
 
@@ -133,13 +135,22 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
             project_name=project_name, overwrite=overwrite,
         )
 
-    def _build(self, hp):
+    def _build(self, hp, total_steps=None):
         recipe = self.hypermodel.build(hp)
         binarized = models.build(self.model_name, recipe, input_shape=self.input_shape, num_classes=self.num_classes)
-        binarized.model.compile(
-            tf.keras.optimizers.Adam(hp.get("lr")), "sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+        decay = hp.values.get("lr_decay", "constant")
+        lr = learning_rate(hp.get("lr"), decay, total_steps if decay != "constant" else None)
+        binarized.model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
         return binarized
+
+    def _steps_per_epoch(self, train_data, fit_kwargs) -> int | None:
+        if fit_kwargs.get("steps_per_epoch"):
+            return int(fit_kwargs["steps_per_epoch"])
+        if isinstance(train_data, tf.data.Dataset):
+            batches = int(train_data.cardinality())
+            return batches if batches > 0 else None
+        x = train_data[0] if isinstance(train_data, (tuple, list)) else None
+        return math.ceil(len(x) / fit_kwargs.get("batch_size", 32)) if x is not None else None
 
     def _checkpoint(self, trial_id) -> str:
         return os.path.join(self.get_trial_dir(trial_id), "checkpoint")
@@ -150,16 +161,18 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, train_data, validation_data, **fit_kwargs):
         start = time.perf_counter()
-        model, callbacks = self._build(trial.hyperparameters)
+        data = self._train_data(trial, train_data)
+        steps = self._steps_per_epoch(data, fit_kwargs)
+        model, callbacks = self._build(trial.hyperparameters, None if steps is None else steps * self.max_epochs)
         fit_kwargs.pop("verbose", None)  # search(verbose=...) is keras-tuner's per-trial display
         model.fit(
-            self._train_data(trial, train_data), epochs=self.max_epochs,
+            data, epochs=self.max_epochs,
             callbacks=[*callbacks, *self.callbacks], verbose=0, **fit_kwargs,
         )
         self.save_model(trial.trial_id, model)
         results = {"val_soft_accuracy": model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]}
         if self.space.recipe == "blrnet":  # deployed after BatchNorm recalibration, as its paper
-            recalibrate(model, self._train_data(trial, train_data), steps=100)
+            recalibrate(model, data, steps=100)
         with hard(model):
             results["val_hard_accuracy"] = model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
         results["trial_seconds"] = time.perf_counter() - start
@@ -192,7 +205,7 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
 
     def load_model(self, trial):
         """The trial's trained model, ready to deploy (`tfbin.export.convert`)."""
-        model, _ = self._build(trial.hyperparameters)
+        model, _ = self._build(trial.hyperparameters, total_steps=1)  # its optimizer is not used
         model.load_weights(self._checkpoint(trial.trial_id)).expect_partial()
         return unwrap(model)
 
@@ -212,7 +225,7 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
 
     def best_recipe(self, epochs: int | None = None):
         """The best trial's recipe (`tfbin.recipes.Recipe`), its schedules spanning `epochs`
-        (default: `max_epochs`); `params["training"]["lr"]` holds its learning rate."""
+        (default: `max_epochs`); `params["training"]` holds its `lr` and `lr_decay`."""
         return self.space.recipe_from(self.best_trial().hyperparameters.values, epochs or self.max_epochs)
 
 

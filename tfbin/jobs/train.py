@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ import tensorflow as tf
 from tfbin import _io, export, models
 from tfbin import data as data_lib
 from tfbin import recipes as recipes_lib
+from tfbin.recipes import LR_DECAYS, learning_rate
 from tfbin.data import FolderScan, adapt, load_folder, scan_folder
 from tfbin.batchnorm import recalibrate
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
@@ -285,6 +287,7 @@ def train(
     epochs: int = 3,
     batch_size: int = 128,
     lr: float | None = None,
+    lr_decay: str | None = None,
     seed: int = 0,
     out: str = "run",
     resume: bool = False,
@@ -306,7 +309,9 @@ def train(
     `skip_bad_images` trains without the unreadable files of `data_dir` instead of refusing.
     `recipe` is a `tfbin.recipes` name, a `Recipe`, or the path of a recipe JSON file (e.g.
     `tfbin tune`'s `best_recipe.json`), made again for `epochs` (`tfbin.recipes.rebuild`). `lr`
-    (Adam): default the recipe's searched `params["training"]["lr"]` if it has one, else 1e-3.
+    (Adam): default the recipe's searched `params["training"]["lr"]` if it has one, else 1e-3;
+    `lr_decay` (`"constant"` or `"cosine"` to 0 over the run, `tfbin.recipes.learning_rate`):
+    default the recipe's searched one, else constant.
 
     Everything is checked (names, data, every image of `data_dir`, `out`) before `out` is created,
     and an `out` this call created is removed again when the run fails before its first epoch
@@ -315,8 +320,13 @@ def train(
     if epochs < 1 or batch_size < 1 or not (lr is None or lr > 0):
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
     recipe_obj = _recipe(recipe, epochs)
+    searched = recipe_obj.params.get("training", {})
     if lr is None:
-        lr = float(recipe_obj.params.get("training", {}).get("lr", 1e-3))
+        lr = float(searched.get("lr", 1e-3))
+    if lr_decay is None:
+        lr_decay = str(searched.get("lr_decay", "constant"))
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"Unknown lr_decay {lr_decay!r}; choose one of {list(LR_DECAYS)}.")
     if model not in models.available():
         raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
     _check_out(out, resume)
@@ -328,8 +338,10 @@ def train(
     train_ds, test_ds, class_names, shape = data.train, data.test, data.class_names, data.input_shape
     binarized = models.build(model, recipe_obj, input_shape=shape, num_classes=len(class_names))
     keras_model = binarized.model
+    steps = math.ceil(data.train_images / batch_size) * epochs
     keras_model.compile(
-        optimizer=tf.keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        optimizer=tf.keras.optimizers.Adam(learning_rate(lr, lr_decay, steps)), loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
 
     with _removed_on_failure(out, keep=lambda: _saved_an_epoch(out)):
@@ -394,6 +406,7 @@ def train(
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
+        "lr_decay": lr_decay,
         "seed": seed,
         "soft_accuracy": round(soft, 4),
         "hard_accuracy": round(hard_accuracy, 4),

@@ -1,7 +1,7 @@
 """`tfbin tune`: a search of a recipe's hyperparameters on a built-in dataset, resumable.
 
 Writes into `out/`: `best_recipe.json` (the best recipe, its schedules spanning `max_epochs`, its
-learning rate in `params["training"]`; `tfbin train --recipe out/best_recipe.json` trains with
+learning rate and its decay in `params["training"]`; `tfbin train --recipe out/best_recipe.json` trains with
 it), `summary.json` (every trial) and `trials.png` (the objective against each hyperparameter,
 the chosen trial marked), and prints a table row per finished trial. The objective is the hard
 accuracy on the last `validation_samples` training images: the test set is never read.
