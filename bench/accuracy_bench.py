@@ -151,6 +151,7 @@ def summarize(rows):
                 "soft_mean": round(float(np.mean(soft)), 4),
                 "soft_hard_gap_mean": round(float(np.mean(soft) - np.mean(hard)), 4),
                 "hard_recalibrated_mean": round(float(np.mean(recal)), 4) if (recal := [r["hard_accuracy_recalibrated"] for r in mine if "hard_accuracy_recalibrated" in r]) else None,
+                "hard_recalibrated_std": round(float(np.std(recal, ddof=1)), 4) if len(recal) > 1 else None,
                 "step_ms_median": round(step, 1),
                 "step_ratio_vs_ste": round(step / statistics.median(ste), 3) if ste else None,
             }

@@ -163,9 +163,6 @@ def _values(values):
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
-TRAIN_IMAGES = 60_000  # one full training run of the accuracy benchmark sees each of them once per epoch
-
-
 def tuning_table(data):
     if data.get("protocol") != "hyperband-data-fraction":  # round 1's protocol, until the current one reports
         s, d = data["searched_hard_test_accuracy"], data["default_hard_test_accuracy"]
@@ -192,7 +189,7 @@ def tuning_table(data):
         search = e.get("search")
         if not search:
             continue
-        work = sum(t["data"] for t in search["table"]) * data["search_train_samples"] / TRAIN_IMAGES
+        work = sum(t["data"] for t in search["table"]) * data["search_train_samples"] / data["full_run_train_samples"]
         cost = f"{e['search_cost_vs_one_training_run']:.1f}×" if "search_cost_vs_one_training_run" in e else f"{search['trial_seconds']:.0f} s"
         cost += f" ({work:.1f}×)"
         s, d = e.get("searched_hard_test_accuracy"), e.get("default_hard_test_accuracy")
@@ -285,7 +282,8 @@ def summary_table(results):
         spread = f" ± {s['hard_std']:.4f}" if s and s["runs"] > 1 else ""
         tested = f"{s['hard_mean']:.4f}{spread} ({s['runs']})" if s else "not measured yet"
         if s and name in DEPLOYED_AFTER_RECALIBRATION:
-            tested = f"{s['hard_recalibrated_mean']:.4f} ({s['runs']}, after BN recalibration, as it deploys)"
+            recal_spread = f" ± {s['hard_recalibrated_std']:.4f}" if s.get("hard_recalibrated_std") is not None else ""
+            tested = f"{s['hard_recalibrated_mean']:.4f}{recal_spread} ({s['runs']}, after BN recalibration, as it deploys)"
         ratio = f"{c['ratio_vs_ste']:.2f}×" if c else "—"
         lines.append(f"| `{name}` | {validation} | {tested} | {ratio} |")
     return "\n".join(lines)

@@ -70,6 +70,7 @@ def main():
         "command": ("python bench/tuning_bench.py " + " ".join(sys.argv[1:])).strip(),
         "protocol": "hyperband-data-fraction", "model": "fmnist_small", "dataset": "fashion_mnist",
         "epochs": EPOCHS, "search_train_samples": SEARCH_TRAIN, "validation_samples": VALIDATION,
+        "full_run_train_samples": accuracy_bench.TRAIN_IMAGES,
         "host": {"cpus": os.cpu_count(), "machine": platform.machine()}, "versions": {"tensorflow": tf.__version__},
     })
     result.setdefault("recipes", {})
