@@ -3,11 +3,13 @@
     python bench/accuracy_bench.py [--out bench/results/accuracy.json] [--seeds 0,1,2]
                                    [--datasets fashion_mnist,mnist] [--arms float,ste,...]
     python bench/accuracy_bench.py --validation 10000 --out bench/results/accuracy_val.json
+    python bench/accuracy_bench.py --epochs 10 --arms irnet --seeds 0 --out bench/results/accuracy_10_epochs.json
 
 `fmnist_small`, 3 epochs, batch 128, Adam 1e-3, the whole 60,000-image training set (shuffled
 each epoch), scored on the whole 10,000-image test set. With `--validation N` the last N training
 images are held out and score the run instead (the test set is not read): that mode chooses
-defaults. Arms:
+defaults. `--epochs` trains longer runs (the recipes' schedules span them), kept in their own file.
+Arms:
 
 - `float`: the same net in full precision (no recipe);
 - `ste`, `abr`, `self_binarizing`, `irnet`, `dab`, `irnet_cmim`: the recipes (schedules span
@@ -77,13 +79,19 @@ def splits(dataset, seed, validation):
 
 def teacher(dataset, seed, args):
     """The `float` arm's model of this seed, trained once and kept in `--teacher-dir`."""
-    path = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
+    path = _teacher_path(dataset, seed, args)
     if not os.path.exists(path):
         run("float", dataset, seed, args, save_to=path)
     return tf.keras.models.load_model(path)
 
 
+def _teacher_path(dataset, seed, args):
+    longer = f"_epochs{args.epochs}" if getattr(args, "epochs", EPOCHS) != EPOCHS else ""
+    return os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}{longer}.keras")
+
+
 def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay="constant"):
+    epochs = getattr(args, "epochs", EPOCHS)
     tf.keras.utils.set_random_seed(seed)
     train, score = splits(dataset, seed, args.validation)
     callbacks = []
@@ -94,15 +102,15 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
         overrides = dict(overrides or {})
         if arm == "abr_float_weights":
             overrides["binary_weights"] = False
-        model, callbacks = models.build("fmnist_small", recipe, epochs=EPOCHS, **overrides)
+        model, callbacks = models.build("fmnist_small", recipe, epochs=epochs, **overrides)
         if arm == "irnet_kd":
             model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
     if lr_decay == "cosine":  # to 0 over the whole run, every batch
-        lr = tf.keras.optimizers.schedules.CosineDecay(lr, EPOCHS * int(train.cardinality()))
+        lr = tf.keras.optimizers.schedules.CosineDecay(lr, epochs * int(train.cardinality()))
     model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()
-    model.fit(train, epochs=EPOCHS, callbacks=[*callbacks, timer], verbose=0)
+    model.fit(train, epochs=epochs, callbacks=[*callbacks, timer], verbose=0)
     row = {
         "arm": arm, "dataset": dataset, "seed": seed,
         "train_seconds": round(time.time() - start, 1),
@@ -164,6 +172,7 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--datasets", default="fashion_mnist,mnist")
     parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs (default 3, the benchmark's budget)")
     parser.add_argument("--validation", type=int, default=0,
                         help="hold out the last N training images and score on them instead of the test set")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
@@ -175,6 +184,8 @@ def main():
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
     if unknown:
         parser.error(f"unknown arm(s) {unknown}; the arms are {ARMS}")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if not 0 <= args.validation < TRAIN_IMAGES:
         parser.error(f"--validation must be in [0, {TRAIN_IMAGES}), got {args.validation}")
     try:
@@ -183,7 +194,8 @@ def main():
         parser.error(f"--override must be KEY=JSON (e.g. v_end=100 or symmetric=true): {err}")
     path = os.path.join(ROOT, args.out)
     previous = json.load(open(path)) if os.path.exists(path) else {}
-    same_protocol = previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
+    same_protocol = (previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
+                     and previous.get("epochs", EPOCHS) == args.epochs)
     rows = list(previous.get("runs", [])) if same_protocol else []
     key = lambda arm, dataset, seed, over, decay: (arm, dataset, seed, json.dumps(over, sort_keys=True), decay)  # noqa: E731
     done = {key(r["arm"], r["dataset"], r["seed"], r.get("overrides", {}), r.get("lr_decay", "constant")) for r in rows}
@@ -196,7 +208,7 @@ def main():
                     continue
                 save_to = None
                 if arm == "float" and args.lr_decay == "constant":  # the teachers irnet_kd reads
-                    save_to = os.path.join(args.teacher_dir, f"{dataset}_seed{seed}_val{args.validation}.keras")
+                    save_to = _teacher_path(dataset, seed, args)
                 row = run(arm, dataset, seed, args, save_to=save_to, overrides=over, lr_decay=args.lr_decay)
                 row["overrides"] = over
                 if args.lr_decay != "constant":
@@ -207,7 +219,7 @@ def main():
                       f"{row['step_ms']:.0f} ms/step ({time.time() - started:.0f} s)", flush=True)
                 result = {
                     "command": ("python bench/accuracy_bench.py " + " ".join(sys.argv[1:])).strip(),
-                    "model": "fmnist_small", "epochs": EPOCHS, "batch_size": BATCH, "lr": LR,
+                    "model": "fmnist_small", "epochs": args.epochs, "batch_size": BATCH, "lr": LR,
                     "train_samples": TRAIN_IMAGES - args.validation,
                     "validation": args.validation,
                     "scored_on": f"the last {args.validation} training images" if args.validation else "the 10,000-image test set",
