@@ -224,7 +224,7 @@ def test_nothing_is_printed_before_the_start_paragraph(tiny_run):
     # (TensorFlow/absl/CUDA import logging, larq's starved-weights warnings, tf.data cache warnings).
     assert lines[:start] == []
     assert lines[start:start + 4] == [
-        "tfbin train: fmnist_small + irnet, 1 epoch, batch 128, seed 0",
+        "tfbin train: fmnist_small + irnet, 1 epoch, batch 128, Adam 0.001, seed 0",
         "  data    fashion_mnist: 64 training and 32 test images",
         "  input   28x28x1 (the model's own)",
         f"  output  {out}",

@@ -177,12 +177,13 @@ def _removed_on_failure(out: str, keep=lambda: False):
         raise
 
 
-def _start_line(model, recipe, data: _Data, epochs, batch_size, seed, out, resume) -> str:
+def _start_line(model, recipe, data: _Data, epochs, batch_size, lr, lr_decay, seed, out, resume) -> str:
     """What is about to run, in one paragraph, before anything slow happens."""
     h, w, c = data.input_shape
     skipped = f" ({data.skipped_images} unreadable image(s) skipped)" if data.skipped_images else ""
     return "\n".join([
-        f"tfbin train: {model} + {recipe.name}, {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, seed {seed}",
+        f"tfbin train: {model} + {recipe.name}, {epochs} epoch{'s' * (epochs != 1)}, batch {batch_size}, "
+        f"Adam {lr:g}{' cosine-decayed to 0' if lr_decay == 'cosine' else ''}, seed {seed}",
         f"  data    {data.description}: {data.train_images:,} training and {data.test_images:,} test images{skipped}",
         f"  input   {h}x{w}x{c} ({data.shape_source})",
         f"  output  {out}{' (resuming)' if resume else ''}",
@@ -332,7 +333,7 @@ def train(
     _check_out(out, resume)
     data = _load_data(model, dataset, data_dir, input_shape, seed, train_samples, test_samples, skip_bad_images)
     if print_fn is not None:
-        print_fn(_start_line(model, recipe_obj, data, epochs, batch_size, seed, out, resume))
+        print_fn(_start_line(model, recipe_obj, data, epochs, batch_size, lr, lr_decay, seed, out, resume))
     tf.keras.utils.set_random_seed(seed)
     start = time.time()
     train_ds, test_ds, class_names, shape = data.train, data.test, data.class_names, data.input_shape
