@@ -8,7 +8,8 @@
 `fmnist_small`, 3 epochs, batch 128, Adam 1e-3, the whole 60,000-image training set (shuffled
 each epoch), scored on the whole 10,000-image test set. With `--validation N` the last N training
 images are held out and score the run instead (the test set is not read): that mode chooses
-defaults. `--epochs` trains longer runs (the recipes' schedules span them), kept in their own file.
+defaults. `--epochs` trains longer runs (the recipes' schedules span them), kept in their own file;
+`--lr-decay cosine` decays Adam's rate to 0 over the run (recorded per run, shown in the arm's label).
 Arms:
 
 - `float`: the same net in full precision (no recipe);
