@@ -40,7 +40,7 @@ sys.path.insert(0, ROOT)
 
 import tfbin  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tfbin import _io, data, losses, models  # noqa: E402
+from tfbin import _io, data, losses, models, recipes  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
 ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd", "abc", "blrnet"]
@@ -106,8 +106,7 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
         model, callbacks = models.build("fmnist_small", recipe, epochs=epochs, **overrides)
         if arm == "irnet_kd":
             model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
-    if lr_decay == "cosine":  # to 0 over the whole run, every batch
-        lr = tf.keras.optimizers.schedules.CosineDecay(lr, epochs * int(train.cardinality()))
+    lr = recipes.learning_rate(lr, lr_decay, epochs * int(train.cardinality()))
     model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()

@@ -137,7 +137,7 @@ def accuracy_table(data):
         "`float` is the same net in full precision; `abr_float_weights` is ABR's paper setting (binary activations, float "
         "weights: not an LCE binary net); `irnet_kd` is `irnet` plus `Distillation` from the `float` run of the same seed.",
         "Runs are added as they finish (`python bench/accuracy_bench.py` resumes); arms with fewer than 3 runs are partial.",
-        f"`blrnet` is judged on its deployed form, after BN recalibration (as its paper deploys) against `ste`'s hard accuracy.",
+        "`blrnet` is judged on its deployed form, after BN recalibration (as its paper deploys) against `ste`'s hard accuracy.",
     ]
     return "\n".join(lines)
 
