@@ -68,9 +68,9 @@ def test_the_bank_keeps_the_labels_of_its_entries(rng):
     assert wrapped.terms[0]._filled.numpy() == 24 and wrapped.terms[0]._position.numpy() == 8
 
 
-def test_recipe_defaults_follow_cmims_code():
+def test_recipe_defaults_keep_a_memory_bank_and_leave_same_label_negatives_out():
     term = tfbin.recipes.get("irnet_cmim", epochs=3).losses[0]
-    assert term.bank_size == 4096 and term.exclude_same_label
+    assert term.bank_size == ContrastiveMI().bank_size == 1024 and term.exclude_same_label
 
 
 def _model():

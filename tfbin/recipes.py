@@ -467,15 +467,16 @@ def irnet_cmim(
     cmim_weight: float = 0.1,
     temperature: float = 0.1,
     projection_dim: int = 128,
-    bank_size: int = 4096,
+    bank_size: int = 1024,
     exclude_same_label: bool = True,
     update_freq: str = "epoch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
     """IR-Net with CMIM's contrastive loss (`ContrastiveMI`) between the latent and binary
     activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
-    underneath), with a 4,096-entry memory bank of negatives and same-class samples left out of
-    the negatives, as CMIM's code. `binarize` returns the training model (`.inner` deploys)."""
+    underneath), with a memory bank of negatives (1,024 entries; CMIM's code keeps 4,096: see
+    `ContrastiveMI` for the measurement) and same-class samples left out of the negatives, as
+    CMIM's code. `binarize` returns the training model (`.inner` deploys)."""
     params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
     config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
