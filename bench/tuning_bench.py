@@ -17,6 +17,9 @@ For each recipe:
    `bench/results/accuracy.json`, whose default-recipe runs of the same seeds are the baseline;
    seeds missing there are run here).
 
+The searched recipe (with its lr and decay) is also written to `searched/<recipe>.json` beside
+`--out`, ready for `tfbin train --recipe bench/results/searched/irnet.json`.
+
 Resumable by phase: a finished search and each finished seed are kept in `--out` (written
 atomically after each); an interrupted search resumes from its keras-tuner directory in
 `--work-dir` on the same machine. Budget: about 1 h 15 min per recipe on 2 cores.
@@ -130,6 +133,9 @@ def main():
         searched_recipe = recipes.get(name, epochs=EPOCHS, **best)
         searched_recipe.params["training"] = {"lr": lr, "lr_decay": lr_decay}
         entry["searched_recipe"] = json.loads(searched_recipe.to_json())
+        # The same recipe as `tfbin train --recipe <file>` reads it (tfbin tune's best_recipe.json).
+        os.makedirs(os.path.join(os.path.dirname(path), "searched"), exist_ok=True)
+        _io.write_text_atomic(os.path.join(os.path.dirname(path), "searched", f"{name}.json"), searched_recipe.to_json() + "\n")
         save()
         print(json.dumps({k: entry[k] for k in ("searched_hard_test_accuracy", "default_hard_test_accuracy", "gain", "search_cost_vs_one_training_run")}), flush=True)
 

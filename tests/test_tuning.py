@@ -296,3 +296,19 @@ def test_recipe_search_declarations_are_checked_where_they_are_registered():
         tfbin.recipes.register("bad_spec", search={"v": (1.0, 5.0)})(lambda v=2.0: None)
     assert not {"bad_choice", "bad_range", "bad_spec"} & set(tfbin.recipes.available())
     assert tuning.SearchSpace("irnet_cmim", bank_size=[1024, 4096]).entries["bank_size"][1] == 1024  # the default stays
+
+
+def test_the_committed_searched_recipes_rebuild_for_other_run_lengths_with_their_learning_rate():
+    # bench/results/searched/*.json are what docs/api.md tells users to pass to `tfbin train --recipe`.
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "results", "searched")
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".json"))
+    assert {"irnet.json", "self_binarizing.json"} <= set(files)
+    for name in files:
+        recipe = tfbin.recipes.Recipe.from_json(open(os.path.join(folder, name)).read())
+        assert recipe.name == name[: -len(".json")] and recipe.params["epochs"] == 3
+        longer = tfbin.recipes.rebuild(recipe, epochs=10)
+        assert longer.params["epochs"] == 10 and longer.params["training"] == recipe.params["training"]
+        assert recipe.params["training"]["lr"] > 0
+        assert {k: v for k, v in longer.params.items() if k != "epochs"} == {k: v for k, v in recipe.params.items() if k != "epochs"}
+        if recipe.name == "irnet":  # EDE's t spans the whole run
+            assert longer.get_config()["schedules"]["t"]["config"]["epochs"] == 10
