@@ -174,18 +174,20 @@ def _blended_ramp(x, slope, h, symmetric, offset):
             pre = slope * x
             ramp = tf.clip_by_value(pre, -1.0, 1.0)
             inside = tf.abs(pre) < 1.0
-            step = lq.math.sign(x)
+            step = lambda: lq.math.sign(x)  # noqa: E731
         else:
             pre = slope * x + offset
             ramp = tf.clip_by_value(pre, 0.0, 1.0)
             inside = (pre > 0.0) & (pre < 1.0)
-            step = tf.where(pre >= 0.5, 1.0, 0.0)
+            step = lambda: tf.where(pre >= 0.5, 1.0, 0.0)  # noqa: E731
 
         def grad(dy):
             g = tf.where(inside, dy, tf.zeros_like(dy))
             return g * slope, tf.reduce_sum(g * x, _channel_axes(x))
 
-        return ramp + h * (step - ramp), grad
+        # h is 0 until a schedule's finishing phase: the step and the blend (five of the
+        # forward's elementwise passes over the activations) run only once it is not.
+        return tf.cond(h > 0, lambda: ramp + h * (step() - ramp), lambda: ramp), grad
 
     return _call(x, slope)
 
