@@ -170,24 +170,26 @@ def _blended_ramp(x, slope, h, symmetric, offset):
 
     @tf.custom_gradient
     def _call(x, slope):
-        if symmetric:
-            pre = slope * x
-            ramp = tf.clip_by_value(pre, -1.0, 1.0)
-            inside = tf.abs(pre) < 1.0
-            step = lambda: lq.math.sign(x)  # noqa: E731
-        else:
-            pre = slope * x + offset
-            ramp = tf.clip_by_value(pre, 0.0, 1.0)
-            inside = (pre > 0.0) & (pre < 1.0)
-            step = lambda: tf.where(pre >= 0.5, 1.0, 0.0)  # noqa: E731
+        pre = slope * x if symmetric else slope * x + offset
+        inside = tf.abs(pre) < 1.0 if symmetric else (pre > 0.0) & (pre < 1.0)
+
+        def ramp():
+            return tf.clip_by_value(pre, -1.0, 1.0) if symmetric else tf.clip_by_value(pre, 0.0, 1.0)
+
+        def step():
+            return lq.math.sign(x) if symmetric else tf.where(pre >= 0.5, 1.0, 0.0)
+
+        def blend():
+            r = ramp()
+            return r + h * (step() - r)
 
         def grad(dy):
             g = tf.where(inside, dy, tf.zeros_like(dy))
             return g * slope, tf.reduce_sum(g * x, _channel_axes(x))
 
-        # h is 0 until a schedule's finishing phase: the step and the blend (five of the
-        # forward's elementwise passes over the activations) run only once it is not.
-        return tf.cond(h > 0, lambda: ramp + h * (step() - ramp), lambda: ramp), grad
+        # A schedule's h is 0 until its finishing phase and 1 in it: only the form in use is
+        # computed (the blend of both costs five more elementwise passes over the activations).
+        return tf.cond(h > 0, lambda: tf.cond(h < 1, blend, step), ramp), grad
 
     return _call(x, slope)
 
