@@ -9,6 +9,8 @@
 each epoch), scored on the whole 10,000-image test set. With `--validation N` the last N training
 images are held out and score the run instead (the test set is not read): that mode chooses
 defaults. `--epochs` trains longer runs (the recipes' schedules span them), kept in their own file;
+`--train-images N` trains on only the first N of them (a cheaper screening run, its own file:
+`--validation 10000 --train-images 20000 --out bench/results/accuracy_screen.json`).
 `--lr-decay cosine` decays Adam's rate to 0 over the run (recorded per run, shown in the arm's label).
 Arms:
 
@@ -68,12 +70,14 @@ def accuracy(model, test):
     return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
 
 
-def splits(dataset, seed, validation):
-    """(train, score) datasets: the training images minus the last `validation`, and those
-    held-out images (or the test set when `validation` is 0)."""
+def splits(dataset, seed, validation, train_images=None):
+    """(train, score) datasets: the training images minus the last `validation` (only the first
+    `train_images` of them if given), and those held-out images (or the test set when
+    `validation` is 0)."""
     full = data.load(dataset, "train")
     n = TRAIN_IMAGES - validation
-    train = full.take(n).cache().shuffle(n, seed=seed).batch(BATCH).prefetch(2)
+    kept = n if train_images is None else train_images
+    train = full.take(kept).cache().shuffle(kept, seed=seed).batch(BATCH).prefetch(2)
     score = full.skip(n) if validation else data.load(dataset, "test")
     return train, score.batch(1000).cache().prefetch(2)
 
@@ -94,7 +98,7 @@ def _teacher_path(dataset, seed, args):
 def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay="constant"):
     epochs = getattr(args, "epochs", EPOCHS)
     tf.keras.utils.set_random_seed(seed)
-    train, score = splits(dataset, seed, args.validation)
+    train, score = splits(dataset, seed, args.validation, getattr(args, "train_images", None))
     callbacks = []
     if arm == "float":
         model = small.fmnist_small()
@@ -175,6 +179,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs (default 3, the benchmark's budget)")
     parser.add_argument("--validation", type=int, default=0,
                         help="hold out the last N training images and score on them instead of the test set")
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="train on only the first N training images (a screening run: 3 epochs of fewer steps); "
+                             "default all but the --validation ones")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
                         help="a recipe argument for every recipe arm, e.g. --override symmetric=true (recorded per run)")
     parser.add_argument("--lr-decay", choices=["constant", "cosine"], default="constant",
@@ -188,13 +195,16 @@ def main():
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if not 0 <= args.validation < TRAIN_IMAGES:
         parser.error(f"--validation must be in [0, {TRAIN_IMAGES}), got {args.validation}")
+    train_images = TRAIN_IMAGES - args.validation if args.train_images is None else args.train_images
+    if not 0 < train_images <= TRAIN_IMAGES - args.validation:
+        parser.error(f"--train-images must be in [1, {TRAIN_IMAGES - args.validation}] (the images not held out), got {args.train_images}")
     try:
         overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.override)}
     except ValueError as err:
         parser.error(f"--override must be KEY=JSON (e.g. v_end=100 or symmetric=true): {err}")
     path = os.path.join(ROOT, args.out)
     previous = json.load(open(path)) if os.path.exists(path) else {}
-    same_protocol = (previous.get("train_samples") == TRAIN_IMAGES - args.validation and previous.get("validation", 0) == args.validation
+    same_protocol = (previous.get("train_samples") == train_images and previous.get("validation", 0) == args.validation
                      and previous.get("epochs", EPOCHS) == args.epochs)
     rows = list(previous.get("runs", [])) if same_protocol else []
     key = lambda arm, dataset, seed, over, decay: (arm, dataset, seed, json.dumps(over, sort_keys=True), decay)  # noqa: E731
@@ -220,7 +230,7 @@ def main():
                 result = {
                     "command": ("python bench/accuracy_bench.py " + " ".join(sys.argv[1:])).strip(),
                     "model": "fmnist_small", "epochs": args.epochs, "batch_size": BATCH, "lr": LR,
-                    "train_samples": TRAIN_IMAGES - args.validation,
+                    "train_samples": train_images,
                     "validation": args.validation,
                     "scored_on": f"the last {args.validation} training images" if args.validation else "the 10,000-image test set",
                     "host": {"cpus": os.cpu_count(), "machine": platform.machine()},

@@ -304,7 +304,8 @@ def test_the_committed_searched_recipes_rebuild_for_other_run_lengths_with_their
     files = sorted(f for f in os.listdir(folder) if f.endswith(".json"))
     assert {"irnet.json", "self_binarizing.json"} <= set(files)
     for name in files:
-        recipe = tfbin.recipes.Recipe.from_json(open(os.path.join(folder, name)).read())
+        with open(os.path.join(folder, name)) as f:
+            recipe = tfbin.recipes.Recipe.from_json(f.read())
         assert recipe.name == name[: -len(".json")] and recipe.params["epochs"] == 3
         longer = tfbin.recipes.rebuild(recipe, epochs=10)
         assert longer.params["epochs"] == 10 and longer.params["training"] == recipe.params["training"]
