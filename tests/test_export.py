@@ -133,7 +133,8 @@ def border_model(recipe, padding):
     x = tf.keras.layers.Conv2D(24, 3, padding=padding, use_bias=True)(x)
     x = tf.keras.layers.Conv2D(8, 1)(x)  # kept float ("last"): the binary conv's output map is compared
     model = tf.keras.Model(inputs, x)
-    binarized, _ = tfbin.binarize(model, recipe, epochs=1)
+    # abr's {0, 1} unit (not its default): the one whose export is a rewrite, not a plain sign.
+    binarized, _ = tfbin.binarize(model, recipe, epochs=1, **({"symmetric": False} if recipe == "abr" else {}))
     randomize_batch_norm(binarized)
     layer = [l for l in binarized.layers if isinstance(l, lq.layers.QuantConv2D)][0]
     layer.bias.assign(np.random.default_rng(2).normal(size=24))

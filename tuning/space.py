@@ -19,7 +19,7 @@ class SearchSpace:
     The ranges are the recipe's own (`tfbin.recipes.search_ranges(recipe)`, declared where the
     recipe is registered) plus Adam's `lr` and `lr_decay` (`"constant"` or `"cosine"` to 0 over the run); a trial's recipe is made by `tfbin.recipes.get`
     with the trial's values, so the space knows nothing of a recipe's internals. E.g. for
-    `self_binarizing`: `v_end` and `v_kernel_end` (3–100, log), `sharpen`, `warmup`, `finish`
+    `self_binarizing`: `v_end` and `v_kernel_end` (1–100, log), `sharpen`, `warmup`, `finish`
     (fractions of training), `lr`, `lr_decay`.
 
     Override a range the way keras-tuner declares it: `(min, max)` for `hp.Float` (log sampling
