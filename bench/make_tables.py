@@ -105,7 +105,9 @@ def accuracy_table(data):
         f"Measured by `python bench/accuracy_bench.py` (runs added across invocations, e.g. `--seeds 2 --arms ste,irnet`; the last: `{data['command']}`): `{data['model']}`, {data['epochs']} epochs, batch {data['batch_size']}, Adam {data['lr']}, "
         f"{data['train_samples']:,} training images, scored on {scored}; hard accuracy "
         "(what the exported model computes), mean ± std over seeds; gap = soft − hard; "
-        "recal. = hard accuracy after `tfbin.recalibrate` (100 training batches).",
+        "recal. = hard accuracy after `tfbin.recalibrate` (100 training batches); deployed (runs) = what `tfbin train` "
+        "deploys: the recalibrated model when its hard accuracy on the first 2,000 training images does not drop, else the "
+        "model as trained (recorded for runs made since the check was added).",
         "",
     ]
     summary = data["summary"]
@@ -121,6 +123,8 @@ def accuracy_table(data):
                 cells.append("— | — | —")
                 continue
             recal = f"{r['hard_recalibrated_mean']:.4f}" if r.get("hard_recalibrated_mean") is not None else "—"
+            if r.get("deployed_runs"):
+                recal += f"; deployed {r['hard_deployed_mean']:.4f} ({r['deployed_runs']})"
             cells.append(f"{r['hard_mean']:.4f} ± {r['hard_std']:.4f} ({r['runs']}) | {r.get('soft_hard_gap_mean', 0.0):+.4f} | {recal}")
             if arm in PAPER_RECIPES and ste:
                 deployed = r["hard_recalibrated_mean"] if arm in DEPLOYED_AFTER_RECALIBRATION else r["hard_mean"]
