@@ -176,3 +176,18 @@ def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
     assert not below, (below, bounds)
     assert results["irnet"] > hand - 0.05, (results, hand)
     assert results["functional irnet"] > hand_functional - 0.05, (results, hand_functional)
+
+
+def test_abc_layers_get_no_batch_norm_after_them():
+    """ABC-Net's layer output is on the float scale (Σ α·B fits the kernel, Σ β·A the input):
+    binarize inserts the BN in front of it but none after it, unlike a sign layer's."""
+    with pytest.warns(UserWarning, match="changed the float graph"):
+        abc = tfbin.binarize(ordinary_cnn(), "abc")
+    with pytest.warns(UserWarning, match="changed the float graph"):
+        ste = tfbin.binarize(ordinary_cnn(), "ste")
+    assert not any("inserted BatchNormalization after" in c for c in abc.changes), abc.changes
+    assert sum("inserted BatchNormalization after" in c for c in ste.changes) == 1, ste.changes
+    assert sum("inserted BatchNormalization before" in c for c in abc.changes) == 2
+    types = [type(l).__name__ for l in abc.model.layers]
+    dense = types.index("ABCDense")
+    assert types[dense + 1] != "BatchNormalization" and types[dense - 1] == "BatchNormalization"

@@ -92,6 +92,10 @@ def activation_bases(x, shifts):
 class ABCLayer:
     """Mixin of `ABCConv2D` and `ABCDense`: the bases, the shifts `v` and the scales `beta`."""
 
+    # Σ α_m·B_m fits the float kernel and Σ β_n·A_n the input, so the output has the float
+    # layer's scale: `tfbin.binarize` adds no BatchNormalization after it (measured in its docstring).
+    float_scaled_output = True
+
     def _abc_init(self, weight_bases, activation_bases, threshold_spread):
         self.weight_bases = int(weight_bases)
         self.activation_bases = int(activation_bases)
