@@ -128,7 +128,7 @@ def test_a_relu_that_also_feeds_a_float_branch_is_kept_with_a_warning():
 @pytest.mark.slow
 def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
     """Real Fashion-MNIST: 12,000 training images, 1 epoch, 2,000 test images. Chance is 0.10;
-    every recipe's hard accuracy must exceed 0.60 (ABR 0.45, see below), and binarize's net must come within 5 points
+    every recipe's hard accuracy must exceed 0.60, and binarize's net must come within 5 points
     of the hand-written BNN (same recipe, same data and seed)."""
     try:
         train = data.load("fashion_mnist", "train[:12000]").batch(128).cache()
