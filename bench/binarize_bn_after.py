@@ -13,7 +13,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -22,35 +21,14 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 import tfbin  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tfbin import _io, data  # noqa: E402
-from test_binarize import ordinary_cnn  # noqa: E402
+from test_binarize import binarized_hard_accuracy, ordinary_cnn  # noqa: E402
 
 binarize_module = sys.modules["tfbin.binarize"]
 
 
 def hard_accuracy(recipe, seed, train, test):
     tf.keras.utils.set_random_seed(seed)
-    model = ordinary_cnn()
-    tf.keras.utils.set_random_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # binarize's report of its changes
-        binarized = tfbin.binarize(model, recipe, epochs=1)
-    net = binarized.model
-    net.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    net.fit(train, epochs=1, callbacks=binarized.callbacks, verbose=0)
-    inner = tfbin.unwrap(net)
-    inner.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    if recipe == "blrnet":  # deployed after recalibration, as the slow test and BLRNet's paper
-        tfbin.recalibrate(inner, train, steps=20)
-    with tfbin.hard(inner) if tfbin.sharpness.quantizers(inner) else _nothing():
-        return float(inner.evaluate(test, verbose=0, return_dict=True)["accuracy"])
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return float(binarized_hard_accuracy(ordinary_cnn(), recipe, train, test, seed=seed))
 
 
 def main():

@@ -125,6 +125,28 @@ def test_a_relu_that_also_feeds_a_float_branch_is_kept_with_a_warning():
     assert type(result.model.get_layer("shared_relu")) is L.ReLU
 
 
+def binarized_hard_accuracy(model, recipe, train, test, seed=0):
+    """`binarize(model, recipe)` trained 1 epoch on `train` (Adam 1e-3); its hard accuracy on `test`."""
+    tf.keras.utils.set_random_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # binarize's report of its changes
+        binarized = tfbin.binarize(model, recipe, epochs=1)
+    net = binarized.model
+    net.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    net.fit(train, epochs=1, callbacks=binarized.callbacks, verbose=0)
+    inner = tfbin.unwrap(net)
+    # A TrainingModel (CMIM) compiles itself, not its inner model: score the deployed one.
+    inner.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if recipe == "blrnet":
+        # BLRNet's BatchNorm learned the statistics of sampled pre-activations; the paper
+        # re-estimates them for the deployed (most probable) net, as its docs tell users to.
+        tfbin.recalibrate(inner, train, steps=20)
+    if tfbin.sharpness.quantizers(inner):
+        with tfbin.hard(inner):
+            return inner.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+    return inner.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+
+
 @pytest.mark.slow
 def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
     """Real Fashion-MNIST: 12,000 training images, 1 epoch, 2,000 test images. Chance is 0.10;
@@ -137,24 +159,7 @@ def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
         pytest.skip(str(err))
 
     def hard_accuracy(model, recipe):
-        tf.keras.utils.set_random_seed(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            binarized = tfbin.binarize(model, recipe, epochs=1)
-        net = binarized.model
-        net.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        net.fit(train, epochs=1, callbacks=binarized.callbacks, verbose=0)
-        inner = tfbin.unwrap(net)
-        # A TrainingModel (CMIM) compiles itself, not its inner model: score the deployed one.
-        inner.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        if recipe == "blrnet":
-            # BLRNet's BatchNorm learned the statistics of sampled pre-activations; the paper
-            # re-estimates them for the deployed (most probable) net, as its docs tell users to.
-            tfbin.recalibrate(inner, train, steps=20)
-        if tfbin.sharpness.quantizers(inner):
-            with tfbin.hard(inner):
-                return inner.evaluate(test, verbose=0, return_dict=True)["accuracy"]
-        return inner.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+        return binarized_hard_accuracy(model, recipe, train, test)
 
     results = {}
     for recipe in tfbin.recipes.available():
