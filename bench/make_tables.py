@@ -135,8 +135,7 @@ def accuracy_table(data):
                     verdicts.append(r["hard_deployed_mean"] >= ste["hard_deployed_mean"])
                     rules.add("deployed")
                 else:
-                    deployed = r["hard_recalibrated_mean"] if arm in DEPLOYED_AFTER_RECALIBRATION else r["hard_mean"]
-                    verdicts.append(deployed >= ste["hard_mean"])
+                    verdicts.append(r["hard_mean"] >= ste["hard_mean"])
                     rules.add("hard")
         verdict = "—" if arm not in PAPER_RECIPES or not verdicts else ("met" if all(verdicts) and len(verdicts) == len(datasets) else "**not met**" if not all(verdicts) else "so far")
         if verdicts:
@@ -153,7 +152,7 @@ def accuracy_table(data):
         "weights: not an LCE binary net); `irnet_kd` is `irnet` plus `Distillation` from the `float` run of the same seed.",
         "Runs are added as they finish (`python bench/accuracy_bench.py` resumes); arms with fewer than 3 runs are partial.",
         "The verdict compares deployed means where the arm and `ste` both have the deployed figure for every run "
-        "(marked *deployed*); otherwise hard means (*hard*; `blrnet` then after BN recalibration, as its paper deploys).",
+        "(marked *deployed*); otherwise hard means (*hard*).",
     ]
     return "\n".join(lines)
 
@@ -304,8 +303,6 @@ TABLES = {
 }
 
 
-# Recipes whose paper deploys after re-estimating BatchNorm statistics on the hard form.
-DEPLOYED_AFTER_RECALIBRATION = ("blrnet",)
 RECIPES = ("float", "ste", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim", "abc", "blrnet")
 
 
@@ -329,13 +326,8 @@ def summary_table(results):
     for name in RECIPES:
         v, s, c = val.get(name), test.get(name), cost.get(name)
         validation = f"{v['hard_accuracy']:.4f}" if v else "not measured"
-        if v and name in DEPLOYED_AFTER_RECALIBRATION:
-            validation = f"{v['hard_accuracy_recalibrated']:.4f} (recalibrated)"
         spread = f" ± {s['hard_std']:.4f}" if s and s["runs"] > 1 else ""
         tested = f"{s['hard_mean']:.4f}{spread} ({s['runs']})" if s else "not measured yet"
-        if s and name in DEPLOYED_AFTER_RECALIBRATION:
-            recal_spread = f" ± {s['hard_recalibrated_std']:.4f}" if s.get("hard_recalibrated_std") is not None else ""
-            tested = f"{s['hard_recalibrated_mean']:.4f}{recal_spread} ({s['runs']}, after BN recalibration, as it deploys)"
         ratio = f"{c['ratio_vs_ste']:.2f}×" if c else "—"
         deployed = "—" if name == "float" else "not measured yet"
         if s and s.get("deployed_runs"):

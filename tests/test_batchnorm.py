@@ -70,6 +70,37 @@ def test_recalibration_closes_the_gap_of_statistics_learned_on_soft_activations(
     np.testing.assert_allclose(again, hard_outputs, rtol=1e-4, atol=1e-4)
 
 
+def test_a_check_set_keeps_the_new_statistics_only_if_its_hard_accuracy_does_not_drop(rng):
+    model = soft_hard_net()
+    x = rng.normal(size=(256, 6, 6, 2)).astype("float32")
+    bn2 = model.get_layer("bn2")
+
+    def predictions():
+        with tfbin.hard(model):
+            return model.predict(x, verbose=0).argmax(-1)
+
+    def labelled(y):
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+
+    tfbin.recalibrate(model, x)
+    recalibrated, recalibrated_mean = predictions(), bn2.moving_mean.numpy()
+    bn2.moving_mean.assign(bn2.moving_mean + 3.0)  # stale statistics that change the predictions
+    stale, stale_mean = predictions(), bn2.moving_mean.numpy()
+    assert (stale != recalibrated).any()
+
+    # Labels the stale model gets all right: recalibration lowers their accuracy and is undone.
+    kept = tfbin.recalibrate(model, x, check=labelled(stale))
+    assert kept["applied"] is False and kept["check_accuracy_before"] == 1.0
+    assert kept["check_accuracy_after"] == round(float((recalibrated == stale).mean()), 4)
+    np.testing.assert_array_equal(bn2.moving_mean.numpy(), stale_mean)
+
+    # Labels the recalibrated model gets all right (one-hot): the new statistics stay.
+    applied = tfbin.recalibrate(model, x, check=labelled(np.eye(3, dtype="float32")[recalibrated]))
+    assert applied["applied"] is True and applied["check_accuracy_after"] == 1.0
+    assert applied["check_accuracy_before"] == round(float((recalibrated == stale).mean()), 4)
+    np.testing.assert_allclose(bn2.moving_mean.numpy(), recalibrated_mean, rtol=1e-5, atol=1e-6)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="no BatchNormalization"):
         tfbin.recalibrate(tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)]), np.zeros((4, 3)))
@@ -77,3 +108,6 @@ def test_bad_input():
         tfbin.recalibrate(soft_hard_net(), np.zeros((4, 6, 6, 2)), steps=0)
     with pytest.raises(ValueError, match="empty"):
         tfbin.recalibrate(soft_hard_net(), tf.data.Dataset.from_tensor_slices(np.zeros((0, 6, 6, 2), "float32")).batch(2))
+    with pytest.raises(ValueError, match="empty `check`"):
+        empty = tf.data.Dataset.from_tensor_slices((np.zeros((0, 6, 6, 2), "float32"), np.zeros(0))).batch(2)
+        tfbin.recalibrate(soft_hard_net(), np.zeros((4, 6, 6, 2)), check=empty)

@@ -61,7 +61,8 @@ def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_f
     # reported one is after it when it was kept (decided on training images only), else the same.
     assert abs(history["val_hard_accuracy"][-1] - summary["hard_accuracy_before_recalibration"]) < 1e-4
     recal = summary["recalibration"]
-    assert recal["applied"] == (recal["train_hard_accuracy_after"] >= recal["train_hard_accuracy_before"])
+    assert recal["applied"] == (recal["check_accuracy_after"] >= recal["check_accuracy_before"])
+    assert recal["check_images"] == 2000 and recal["steps"] >= 1
     if not recal["applied"]:
         assert summary["hard_accuracy"] == summary["hard_accuracy_before_recalibration"]
     assert summary["tflite_bytes"] == report["size_bytes"] == os.path.getsize(os.path.join(out, "model.tflite"))

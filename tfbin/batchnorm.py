@@ -38,7 +38,24 @@ def _attributes(objects, name, value):
             setattr(o, name, was)
 
 
-def recalibrate(model: tf.keras.Model, data, steps: int | None = 100) -> dict:
+def _hard_accuracy(model, batches) -> float:
+    """Top-1 accuracy of the hard form on labelled `(x, y)` batches (sparse or one-hot `y`)."""
+    correct = total = 0
+    context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
+    with context:
+        for x, y, *_ in batches:
+            predicted = np.asarray(model(x, training=False)).argmax(-1)
+            y = np.asarray(y)
+            if y.ndim == predicted.ndim + 1:
+                y = y.argmax(-1)
+            correct += int((predicted == y.reshape(predicted.shape)).sum())
+            total += len(y)
+    if total == 0:
+        raise ValueError("recalibrate got an empty `check` dataset: give it labelled (x, y) batches.")
+    return correct / total
+
+
+def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None) -> dict:
     r"""Re-estimate every BatchNormalization's moving mean and variance with the hard form.
 
     Each BN's moving statistics become the **average of its batch statistics** over `steps`
@@ -59,9 +76,13 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100) -> dict:
             binarized models (`ste_sign`) are already hard and are recalibrated as they are.
         data: a `tf.data.Dataset` of `x` or `(x, y[, w])` batches, or an array of inputs.
         steps: batches to average over (None: the whole dataset).
+        check: optional labelled `(x, y)` batches, e.g. held-out training images. The new
+            statistics are kept only if the hard accuracy on them does not drop; otherwise the
+            previous ones are restored. Never pass the test set: it would choose on it.
 
     # Returns
-        `{"batch_norms": n, "steps": batches used}`.
+        `{"batch_norms": n, "steps": batches used}`; with `check` also `"applied"` (whether the
+        new statistics were kept), `"check_accuracy_before"` and `"check_accuracy_after"`.
     """
     model = unwrap(model)
     norms = _batch_norms(model)
@@ -73,6 +94,9 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100) -> dict:
         data = tf.data.Dataset.from_tensor_slices(np.asarray(data)).batch(256)
     if steps is not None:
         data = data.take(int(steps))
+    if check is not None:
+        saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in norms]
+        before = _hard_accuracy(model, check)
     dropouts = [m for m in model.submodules if isinstance(m, tf.keras.layers.Dropout)]
     context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
     used = 0
@@ -85,4 +109,13 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100) -> dict:
                 model(x, training=True)
     if used == 0:
         raise ValueError("recalibrate got no batches: the data is empty.")
-    return {"batch_norms": len(norms), "steps": used}
+    report = {"batch_norms": len(norms), "steps": used}
+    if check is None:
+        return report
+    after = _hard_accuracy(model, check)
+    if after < before:
+        for bn, (mean, variance) in zip(norms, saved):
+            bn.moving_mean.assign(mean)
+            bn.moving_variance.assign(variance)
+    return {**report, "applied": after >= before,
+            "check_accuracy_before": round(before, 4), "check_accuracy_after": round(after, 4)}
