@@ -254,7 +254,8 @@ def tuning_table(data):
         "of the accuracy benchmark (same protocol, same seeds). Targets: searched ≥ defaults + 0.5 point at ≤ 8× one training run. "
         "Cost: the trials' training seconds over the median `train_seconds` of the recipe's full runs (time, which other jobs on the "
         "2 cores inflate), and the training images the trials processed over one full run's (work, independent of the machine's load; "
-        "the target is judged on it).",
+        "the target is judged on it). The objective: the validation hard accuracy after `tfbin train`'s BN recalibration check; "
+        "a search recorded without `objective` scored the moving BN statistics of training (before that check was part of a trial).",
         "",
         "| recipe | search: trials, cost vs one run: time (work) | best on validation (defaults') | searched values | defaults before the search: test | searched: test | gain | target |",
         "|---|---|---|---|---|---|---|---|",
@@ -265,7 +266,7 @@ def tuning_table(data):
             continue
         work = sum(t["data"] for t in search["table"]) * data["search_train_samples"] / data["full_run_train_samples"]
         cost = f"{e['search_cost_vs_one_training_run']:.1f}×" if "search_cost_vs_one_training_run" in e else f"{search['trial_seconds']:.0f} s"
-        cost += f" ({work:.1f}×)"
+        cost += f" ({work:.1f}×)" + ("" if search.get("objective") else "; without BN recalibration")
         s, d = e.get("searched_hard_test_accuracy"), e.get("default_hard_test_accuracy")
         fmt = lambda x: f"{x['mean']:.4f} ± {x['std']:.4f} ({len(x['runs'])})" if x else "running"  # noqa: E731
         if s and d:
