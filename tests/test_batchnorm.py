@@ -92,7 +92,7 @@ def test_a_check_set_keeps_the_new_statistics_only_if_its_hard_accuracy_does_not
 
     # Labels the stale model gets all right: recalibration lowers their accuracy and is undone.
     kept = tfbin.recalibrate(model, x, check=labelled(stale))
-    assert kept["applied"] is False and kept["check_accuracy_before"] == 1.0
+    assert kept["applied"] is False and kept["check_accuracy_before"] == 1.0 and kept["check_images"] == len(x)
     assert kept["check_accuracy_after"] == round(float((recalibrated == stale).mean()), 4)
     np.testing.assert_array_equal(bn2.moving_mean.numpy(), stale_mean)
 

@@ -38,8 +38,9 @@ def _attributes(objects, name, value):
             setattr(o, name, was)
 
 
-def _hard_accuracy(model, batches) -> float:
-    """Top-1 accuracy of the hard form on labelled `(x, y)` batches (sparse or one-hot `y`)."""
+def _hard_accuracy(model, batches) -> tuple[float, int]:
+    """Top-1 accuracy of the hard form on labelled `(x, y)` batches (sparse or one-hot `y`), and
+    the number of examples it read."""
     correct = total = 0
     context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
     with context:
@@ -52,7 +53,7 @@ def _hard_accuracy(model, batches) -> float:
             total += len(y)
     if total == 0:
         raise ValueError("recalibrate got an empty `check` dataset: give it labelled (x, y) batches.")
-    return correct / total
+    return correct / total, total
 
 
 def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None) -> dict:
@@ -82,7 +83,8 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None
 
     # Returns
         `{"batch_norms": n, "steps": batches used}`; with `check` also `"applied"` (whether the
-        new statistics were kept), `"check_accuracy_before"` and `"check_accuracy_after"`.
+        new statistics were kept), `"check_images"` (examples read from `check`),
+        `"check_accuracy_before"` and `"check_accuracy_after"`.
     """
     model = unwrap(model)
     norms = _batch_norms(model)
@@ -96,7 +98,7 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None
         data = data.take(int(steps))
     if check is not None:
         saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in norms]
-        before = _hard_accuracy(model, check)
+        before, check_images = _hard_accuracy(model, check)
     dropouts = [m for m in model.submodules if isinstance(m, tf.keras.layers.Dropout)]
     context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
     used = 0
@@ -112,10 +114,10 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None
     report = {"batch_norms": len(norms), "steps": used}
     if check is None:
         return report
-    after = _hard_accuracy(model, check)
+    after, _ = _hard_accuracy(model, check)
     if after < before:
         for bn, (mean, variance) in zip(norms, saved):
             bn.moving_mean.assign(mean)
             bn.moving_variance.assign(variance)
-    return {**report, "applied": after >= before,
+    return {**report, "applied": after >= before, "check_images": check_images,
             "check_accuracy_before": round(before, 4), "check_accuracy_after": round(after, 4)}

@@ -196,8 +196,7 @@ def _recalibrate_if_it_helps(model, train_ds, batch_size, steps=100, check_image
     not consulted: it scores the result once)."""
     if not any(isinstance(l, tf.keras.layers.BatchNormalization) for l in model.submodules):
         return {"applied": False, "reason": "no BatchNormalization"}
-    report = recalibrate(model, train_ds.batch(batch_size), steps=steps, check=train_ds.take(check_images).batch(512))
-    return {**report, "check_images": check_images}
+    return recalibrate(model, train_ds.batch(batch_size), steps=steps, check=train_ds.take(check_images).batch(512))
 
 
 def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
