@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import tuning
+from tfbin.batchnorm import _batch_norms
 
 
 def _data(n=128, seed=0):
@@ -109,10 +110,6 @@ def test_the_objective_is_the_hard_accuracy(tmp_path, monkeypatch):
     assert trial.metrics.get_last_value("val_soft_accuracy") == pytest.approx(soft, abs=1e-6)
     with tfbin.hard(model):
         assert soft != model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
-
-
-def _batch_norms(model):
-    return [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
 
 
 class _Steps(tf.keras.callbacks.Callback):

@@ -16,7 +16,7 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from tfbin import models
-from tfbin.batchnorm import recalibrate
+from tfbin.batchnorm import _batch_norms, recalibrate
 from tfbin.mode import hard
 from tfbin.recipes import learning_rate
 from tfbin.auxiliary import unwrap
@@ -171,7 +171,7 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
             callbacks=[*callbacks, *self.callbacks], verbose=0, **fit_kwargs,
         )
         results = {"val_soft_accuracy": model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]}
-        if any(isinstance(m, tf.keras.layers.BatchNormalization) for m in model.submodules):
+        if _batch_norms(model):
             # Scored as `tfbin train` ships it: the BN statistics re-estimated on the hard form and
             # kept when the hard accuracy on 2,000 training images does not drop. A binary net's
             # moving statistics lag its flipping signs (up to 23 points of hard accuracy on MNIST),

@@ -38,7 +38,7 @@ from tfbin import data as data_lib
 from tfbin import recipes as recipes_lib
 from tfbin.recipes import LR_DECAYS, learning_rate
 from tfbin.data import FolderScan, adapt, load_folder, scan_folder
-from tfbin.batchnorm import recalibrate
+from tfbin.batchnorm import _batch_norms, recalibrate
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
 from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
@@ -194,7 +194,7 @@ def _recalibrate_if_it_helps(model, train_ds, batch_size, steps=100, check_image
     """`tfbin.recalibrate` the deployed model's BatchNorm statistics on `steps` training batches,
     kept when the hard accuracy on `check_images` training images does not drop (the test set is
     not consulted: it scores the result once)."""
-    if not any(isinstance(l, tf.keras.layers.BatchNormalization) for l in model.submodules):
+    if not _batch_norms(model):
         return {"applied": False, "reason": "no BatchNormalization"}
     return recalibrate(model, train_ds.batch(batch_size), steps=steps, check=train_ds.take(check_images).batch(512))
 
