@@ -343,7 +343,8 @@ RECIPES = ("float", "ste", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim
 def summary_table(results):
     """One row per recipe from three benchmarks: the validation run of its defaults, the
     full-data test accuracy and the training cost."""
-    val = {r["arm"]: r for r in results["validation"]["runs"] if not r.get("overrides") and not r.get("lr_decay")}
+    val = {r["arm"]: r for r in results["validation"]["runs"]
+           if r["dataset"] == "fashion_mnist" and not r.get("overrides") and not r.get("lr_decay")}
     test = results["accuracy"]["summary"].get("fashion_mnist", {})
     cost = {r["recipe"]: r for r in results["training_cost"]["results"]}
     lines = [
