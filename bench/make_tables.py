@@ -442,7 +442,9 @@ def _docs():
     return [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 
-def main():
+def rendered() -> dict:
+    """Every document that holds a table, as it reads with the tables rendered from the
+    committed JSON: {path: text}."""
     loaded = {}
     for name, (result, _) in TABLES.items():
         if "*" in result:
@@ -465,7 +467,11 @@ def main():
         if len(homes) != 1:
             raise SystemExit(f"<!-- bench:{name} --> must be in exactly one of README.md, docs/*.md; found in {homes or 'none'}")
         texts[homes[0]] = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(2), texts[homes[0]])
-    for path, text in texts.items():
+    return texts
+
+
+def main():
+    for path, text in rendered().items():
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(path + ".tmp", path)
