@@ -363,7 +363,7 @@ class BoundedRectifier(SoftHardQuantizer):
     \]
 
     `a` (one per channel of the last axis) is trainable and kept ≥ `floor` (a constraint
-    applied after each optimizer step); `tfbin.losses.SlopeGrowth` pushes it up. `v` is a
+    applied after each optimizer step); `tfbin.losses.SlopeGrowth` can push it up. `v` is a
     sharpness value that `SharpeningScheduler` grows on a schedule: the paper's "weight growing
     constraint" encourages binary units but its form is not published, and a loss on the
     slopes alone cannot make them grow within a short run (its push `λ/(n·a²)` per slope is

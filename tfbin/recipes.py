@@ -498,7 +498,7 @@ def irnet_cmim(
     return Recipe.from_config(config)
 
 
-@register("abr", search={"v_end": Range(1.0, 100.0, log=True), "slope_growth": Range(1e-5, 1e-1, log=True), **_SHAPE})
+@register("abr", search={"v_end": Range(1.0, 100.0, log=True), "slope_growth": Choice(0.0, 1e-4, 1e-3, 1e-2), **_SHAPE})
 def abr(
     epochs=None,
     v_start: float = 1.0,
@@ -510,13 +510,13 @@ def abr(
     initial_slope: float = 1.0,
     floor: float = 0.01,
     symmetric: bool = True,
-    slope_growth: float = 1e-3,
+    slope_growth: float = 0.0,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
     """Adjustable Bounded Rectifiers for activations: learnable per-channel slopes `a` (pushed up
-    by `SlopeGrowth(slope_growth)`) times a sharpness `v` grown geometrically from `v_start` to
-    `v_end` over the first `sharpen` fraction of `epochs`, then held; the last `finish` fraction
+    by `SlopeGrowth(slope_growth)` when `slope_growth > 0`) times a sharpness `v` grown
+    geometrically from `v_start` to `v_end` over the first `sharpen` fraction of `epochs`, then held; the last `finish` fraction
     of training runs the hard forward (the step it is deployed as) with the ramp's gradient.
 
     `symmetric=True` (default): the ramp `clip(v·a·x, −1, 1)` and the step `sign(x)`, which LCE
@@ -530,7 +530,8 @@ def abr(
     Wu, Lin, Tang, "Adjustable Bounded Rectifiers", arXiv:1511.06201. The defaults were chosen
     on validation splits at Adam 1e-3 (`python bench/accuracy_bench.py --validation 10000
     --train-images 20000 --out bench/results/accuracy_screen.json --arms abr --override ...`:
-    3 epochs on 20,000 Fashion-MNIST images scored on the last 10,000, seed 0; `ste` 0.8780):
+    3 epochs on 20,000 Fashion-MNIST images scored on the last 10,000, seed 0; `ste` 0.8780;
+    these screening runs had `slope_growth=1e-3`, the default then):
     - a sharper end narrows the window where the ramp passes gradient (`|x| < 1/(v·a)`) and
       starves the hard phase: {0, 1} units with `finish=0.5` scored 0.8171 at `v_end=10`,
       0.8514 at 3, 0.8588 at 1 (the previous defaults, `v_end=10`, `finish=0.25`: 0.8042);
@@ -541,9 +542,17 @@ def abr(
     - ±1 units at `v_end=2`: 0.8741 (seed 1: 0.8751, `ste` 0.8586) with `finish=0.5`, 0.8783
       with 0.75; a linear blend of the ramp into the step instead of the switch did not score
       better (0.8735–0.8768) and was not kept.
-    On the full validation split (`python bench/accuracy_bench.py --validation 10000 --datasets
-    fashion_mnist --seeds 0 --arms abr`, 50,000/10,000 images): 0.9004 (0.8999 with
-    `finish=0.5`), against 0.8411 for the previous defaults and 0.9016 for `ste`."""
+    On the full validation splits (`python bench/accuracy_bench.py --validation 10000 --datasets
+    DATASET --seeds 0 --arms abr --override ...`, 50,000/10,000 images; *deployed*: after
+    `tfbin.recalibrate` where its check keeps it, as `tfbin train` ships the model):
+    - `slope_growth=0` (default): Fashion-MNIST 0.9082 deployed (hard 0.9082), MNIST 0.9842,
+      against 0.9004 hard (0.9029 recalibrated) and 0.9825 for `slope_growth=1e-3`, the previous
+      default, and `ste`'s 0.9016 hard (0.9052 recalibrated) and 0.9810. Our reading (the slopes
+      were not recorded): in the hard phase the forward is `sign(x)` whatever the slope, which
+      only sets the gradient's window `|x| < 1/(v·a)`, so a term that grows every slope narrows
+      that window for the rest of training and fewer activations pass gradient;
+    - with `slope_growth=1e-3`: `v_end=1` (no sharpening) MNIST 0.9809 against 0.9825;
+      `finish=0.5` Fashion-MNIST 0.8999 against 0.9004."""
     _need_epochs("abr", epochs)
     return Recipe(
         "abr",
