@@ -213,6 +213,8 @@ def accuracy_table(data):
         "`float` is the same net in full precision; `abr_float_weights` is ABR's paper setting (binary activations, float "
         "weights: not an LCE binary net); `irnet_kd` is `irnet` plus `Distillation` from the `float` run of the same seed.",
         "Runs are added as they finish (`python bench/accuracy_bench.py` resumes); arms with fewer than 3 runs are partial.",
+        "An arm shown with `key=value` ran its recipe with that parameter instead of the current default "
+        "(e.g. `abr slope_growth=0.001`: `abr`'s default before it changed to 0).",
         "The verdict compares deployed means where the arm and `ste` both have the deployed figure for every run "
         "(marked *deployed*); otherwise hard means (*hard*).",
     ]
