@@ -274,7 +274,7 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
                    train_samples=256, validation_samples=128)
     printed = capsys.readouterr().out
     assert [r["trial"] for r in summary["trials"]] == ["0", "1"]
-    assert summary["trials"][0]["values"] == {"t_min": 0.1, "t_max": 10.0, "update_freq": "epoch", "lr": 1e-3, "lr_decay": "constant"}  # the defaults first
+    assert summary["trials"][0]["values"] == {"t_min": 1.0, "t_max": 3.16, "update_freq": "epoch", "lr": 1e-3, "lr_decay": "constant"}  # the defaults first
     for row in summary["trials"]:
         assert f"  {row['score']:8.4f}  " in printed
     best = tfbin.recipes.Recipe.from_json((out / "best_recipe.json").read_text())

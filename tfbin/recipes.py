@@ -442,28 +442,39 @@ def self_binarizing(
     "t_min": Range(0.01, 1.0, log=True), "t_max": Range(1.0, 100.0, log=True), "update_freq": Choice("epoch", "batch"),
 })
 def irnet(
-    epochs=None, t_min: float = schedules_lib.EDE_T_MIN, t_max: float = schedules_lib.EDE_T_MAX, update_freq: str = "epoch", keep_full_precision=("first", "last")
+    epochs=None, t_min: float = 1.0, t_max: float = 3.16, update_freq: str = "epoch", keep_full_precision=("first", "last")
 ) -> Recipe:
     """IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's `t` log-linear from `t_min`
     to `t_max` over `epochs` and `k = max(1/t, 1)`, updated per epoch as the official code.
 
     Qin et al., "Forward and Backward Information Retention for Accurate Binary Neural
-    Networks", CVPR 2020 (arXiv:1909.10788); the defaults are the paper's (`T_min = 0.1`,
-    `T_max = 10`). The schedule search (`python bench/tuning_bench.py --recipes irnet`:
+    Networks", CVPR 2020 (arXiv:1909.10788). The paper's schedule is `T_min = 0.1`, `T_max = 10`
+    (`irnet(epochs, t_min=0.1, t_max=10)`); the defaults `t_min = 1`, `t_max = 3.16` were chosen
+    on validation splits for short runs. With per-epoch updates over 3 epochs the paper's
+    schedule gives `t` = 0.1, 0.46, 2.15: for the whole first epoch `k·t = 1` and the gradient
+    `sech²(0.1·x)` is nearly the identity (an unclipped straight-through estimator), and on
+    MNIST the net then fit its training set worse than `ste`. Starting at `t = 1` removes that
+    epoch; ending at 3.16 keeps the paper schedule's last-epoch sharpness at 3 epochs (here `t` =
+    1, 1.47, 2.15). Validation (`python bench/accuracy_bench.py --validation 10000 --out
+    bench/results/accuracy_val.json --seeds 0,1 --datasets fashion_mnist,mnist --arms irnet
+    --override t_min=1 --override t_max=3.16`; 50,000/10,000 images, deployed accuracy, seeds
+    0 and 1): Fashion-MNIST 0.9120 / 0.9068 against 0.9052 / 0.9062 for the paper's schedule
+    (seed 0: recalibrated; that run predates the deployed figure), MNIST 0.9845 / 0.9858 against
+    0.9788 / 0.9837; `t_min = 1` alone (`t_max = 10`): Fashion-MNIST 0.9006 / 0.9046, MNIST
+    0.9839 / 0.9867. The test-set runs of both defaults are in the README's accuracy table (the
+    paper's as `irnet t_max=10.0 t_min=0.1`).
+
+    The schedule search (`python bench/tuning_bench.py --recipes irnet`:
     Hyperband, 23 trials on 40,000 Fashion-MNIST training images scored on the last 10,000,
     `fmnist_small`, 3 epochs) found `t` 0.33 → 9.2 per batch with Adam 2.6e-3 cosine-decayed
-    to 0: 0.9100 ± 0.0037 on the test set (3 seeds) against 0.8954 ± 0.0059 for these defaults
-    at Adam 1e-3. It is not the default because the schedule needs that learning rate: at Adam
-    1e-3 constant it scored 0.8887 on the validation split against 0.9023 for these defaults
-    (a recipe does not set the optimizer). Train it with `tfbin train --recipe
+    to 0: 0.9100 ± 0.0037 on the test set (3 seeds) against 0.8954 ± 0.0059 for the paper's
+    schedule at Adam 1e-3. It is not the default because the schedule needs that learning rate: at Adam
+    1e-3 constant it scored 0.8887 on the validation split against 0.9023 for the paper's
+    schedule (a recipe does not set the optimizer). Train it with `tfbin train --recipe
     bench/results/searched/irnet.json`, which carries its learning rate and decay.
 
-    Tried and not kept (`python bench/accuracy_bench.py --validation 10000 --out
-    bench/results/accuracy_val.json --seeds 0 --datasets DATASET --arms irnet --override ...`,
-    50,000/10,000 images; deployed = after `tfbin.recalibrate` where its check keeps it): `t_min
-    = 1`, so that no epoch runs the near-identity gradient of `t < 1` (`k·t = 1`, `sech²(t·x)`):
-    MNIST 0.9839 deployed against 0.9788, but Fashion-MNIST 0.9006 deployed (hard 0.9021)
-    against the default's 0.9023 hard and 0.9052 recalibrated: better on one dataset only. `t_max = 3`: MNIST 0.9771, Fashion-MNIST 0.9015."""
+    Tried and not kept (same command, seed 0, with the paper's `t_min = 0.1`): `t_max = 3`,
+    MNIST 0.9771, Fashion-MNIST 0.9015 hard (0.9046 recalibrated)."""
     _need_epochs("irnet", epochs)
     return Recipe(
         "irnet",
@@ -497,7 +508,11 @@ def irnet_cmim(
     activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
     underneath), with a memory bank of negatives (1,024 entries; CMIM's code keeps 4,096: see
     `ContrastiveMI` for the measurement) and same-class samples left out of the negatives, as
-    CMIM's code. `binarize` returns the training model (`.inner` deploys)."""
+    CMIM's code. `binarize` returns the training model (`.inner` deploys).
+
+    Its EDE schedule is the paper's (`t` 0.1 → 10), not `irnet`'s short-run default (1 → 3.16):
+    its benchmark runs were measured with the paper's, and the change was validated for `irnet`
+    only."""
     params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
     config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
