@@ -330,9 +330,11 @@ def tuning_table(data):
 def demo_table(data):
     s = data["summary"]
     size = s["tflite_bytes"]
+    params = {k: v for k, v in s["recipe_params"].items() if k not in ("epochs", "keep_full_precision")}
     return "\n".join([
         f"Measured by `{data['command']}` on the 2-core development machine ({data['wall_seconds']:.0f} s in all, of which "
-        f"training {s['train_seconds']:.0f} s; data and packages already set up); copied from `demo_out/summary.json`:",
+        f"training {s['train_seconds']:.0f} s; data and packages already set up) with `{s['recipe']}` ({_values(params)}); "
+        "copied from `demo_out/summary.json`:",
         "",
         "| soft acc | hard acc | TFLite acc (10,000 test images) | TFLite / Keras agreement | .tflite | vs float TFLite | vs 1-bit limit | binarized layers as LceBconv2d |",
         "|---|---|---|---|---|---|---|---|",
