@@ -461,7 +461,7 @@ def irnet(
     0 and 1): Fashion-MNIST 0.9120 / 0.9068 against 0.9052 / 0.9062 for the paper's schedule
     (seed 0: recalibrated; that run predates the deployed figure), MNIST 0.9845 / 0.9858 against
     0.9788 / 0.9837; `t_min = 1` alone (`t_max = 10`): Fashion-MNIST 0.9006 / 0.9046, MNIST
-    0.9839 / 0.9867. The test-set runs of both defaults are in the README's accuracy table (the
+    0.9839 / 0.9867. The test-set runs of both are in docs/benchmarks.md's accuracy table (the
     paper's as `irnet t_max=10.0 t_min=0.1`).
 
     The schedule search (`python bench/tuning_bench.py --recipes irnet`:
