@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfbin import blrnet as blrnet_lib  # noqa: F401  (registers the 'blrnet' layer type)
 from tfbin import schedules as schedules_lib
 from tfbin.callbacks import SharpeningScheduler, check_update_freq
+from tfbin.constraints import MeanCenteredClip
 from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
@@ -594,7 +595,7 @@ def abr(
 
 
 @register("dab", search={"refresh_every": Choice(1, 4, 16, 64)})
-def dab(refresh_every: int = 16, keep_full_precision=("first", "last")) -> Recipe:
+def dab(refresh_every: int = 16, mean_center: bool = False, keep_full_precision=("first", "last")) -> Recipe:
     """Distribution-Aware Binarization: two scales per filter (`DistributionAwareSign`) with sign
     activations and a clipped STE, latent weights clipped to [-1, 1], as the official code.
 
@@ -604,12 +605,15 @@ def dab(refresh_every: int = 16, keep_full_precision=("first", "last")) -> Recip
     0.9030 for the exact rule (0.9072 vs 0.9035 after BatchNorm recalibration) at 118 vs 269
     ms/step; `python bench/accuracy_bench.py --validation 10000 --out bench/results/accuracy_val.json
     --arms dab --override refresh_every=16`.
-    Evaluation and export always use the exact split."""
+    Evaluation and export always use the exact split.
+
+    `mean_center=True`: the latent kernels are also centred over their input channels after
+    every step (`MeanCenteredClip`), as the official code does to every binarized conv."""
     return Recipe(
         "dab",
         lq.quantizers.SteSign(),
         DistributionAwareSign(refresh_every=refresh_every),
-        lq.constraints.WeightClip(1.0),
+        MeanCenteredClip(1.0) if mean_center else lq.constraints.WeightClip(1.0),
         keep_full_precision=keep_full_precision,
         params=dict(locals()),
     )
