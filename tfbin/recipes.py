@@ -495,8 +495,8 @@ def irnet(
 })
 def irnet_cmim(
     epochs=None,
-    t_min: float = schedules_lib.EDE_T_MIN,
-    t_max: float = schedules_lib.EDE_T_MAX,
+    t_min: float = 1.0,
+    t_max: float = 3.16,
     cmim_weight: float = 0.1,
     temperature: float = 0.1,
     projection_dim: int = 128,
@@ -511,9 +511,14 @@ def irnet_cmim(
     `ContrastiveMI` for the measurement) and same-class samples left out of the negatives, as
     CMIM's code. `binarize` returns the training model (`.inner` deploys).
 
-    Its EDE schedule is the paper's (`t` 0.1 → 10), not `irnet`'s short-run default (1 → 3.16):
-    its benchmark runs were measured with the paper's, and the change was validated for `irnet`
-    only."""
+    Its EDE schedule is `irnet`'s short-run default (`t` 1 → 3.16; the paper's is `t_min=0.1,
+    t_max=10`), chosen for this recipe on its own validation runs (`python bench/accuracy_bench.py
+    --validation 10000 --out bench/results/accuracy_val.json --arms irnet_cmim --seeds S
+    --datasets fashion_mnist,mnist [--override t_min=1 --override t_max=3.16]`; 50,000/10,000
+    images, deployed accuracy, seeds 0 / 1): Fashion-MNIST 0.9082 / 0.9114 against 0.9033 (seed 0
+    recalibrated; that run predates the deployed figure) / 0.9063 for the paper's schedule, MNIST
+    0.9848 / 0.9853 against 0.9825 / 0.9822 (its runs before the change are labeled
+    `irnet_cmim t_max=10.0 t_min=0.1`)."""
     params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
     config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
