@@ -258,17 +258,17 @@ def validation_table(data, out="bench/results/accuracy_val.json", screening=Fals
     images = f" --train-images {data['train_samples']}" if screening else ""
     lines = [
         f"Every run of `python bench/accuracy_bench.py --validation {data['validation']}{images} --out {out} "
-        f"--seeds {'S' if screening else 0} --datasets DATASET --arms ARM [--override KEY=JSON ...]`: "
+        f"--seeds S --datasets DATASET --arms ARM [--override KEY=JSON ...]`: "
         f"`{data['model']}`, {data['epochs']} epochs, trained on the first {data['train_samples']:,} training "
-        f"images of the dataset in the first column, scored on the last {data['validation']:,} (the test set is not used; "
-        f"seed {'S' if screening else 0}). "
+        f"images of the dataset in the first column, scored on the last {data['validation']:,} (the test set is not "
+        "used). "
         + ("Cheaper screening runs (a third of the steps), confirmed on the split above before a default changes; "
            "overrides are relative to the current defaults." if screening else "Defaults are chosen here.")
         + " *deployed*: after `tfbin.recalibrate` where the check on 2,000 training images kept it (runs made since "
         "that figure was recorded).",
         "",
-        f"| dataset | arm |{' seed |' if screening else ''} overrides | soft | hard | recal. | deployed | ms / step |",
-        f"|---|---|{'---|' if screening else ''}---|---|---|---|---|---|",
+        "| dataset | arm | seed | overrides | soft | hard | recal. | deployed | ms / step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sorted(data["runs"], key=lambda r: (r["dataset"], r["arm"], -r["hard_accuracy"]))
     for r in rows:
@@ -276,8 +276,7 @@ def validation_table(data, out="bench/results/accuracy_val.json", screening=Fals
         over = ", ".join([*(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items())), *decay]) or "defaults"
         recal = f"{r['hard_accuracy_recalibrated']:.4f}" if r.get("hard_accuracy_recalibrated") is not None else "—"
         deployed = f"{r['hard_accuracy_deployed']:.4f}" if r.get("hard_accuracy_deployed") is not None else "—"
-        seed = f" {r['seed']} |" if screening else ""
-        lines.append(f"| {r['dataset']} | `{r['arm']}` |{seed} {over} | {r['soft_accuracy']:.4f} | {r['hard_accuracy']:.4f} | {recal} | {deployed} | {r['step_ms']:.0f} |")
+        lines.append(f"| {r['dataset']} | `{r['arm']}` | {r['seed']} | {over} | {r['soft_accuracy']:.4f} | {r['hard_accuracy']:.4f} | {recal} | {deployed} | {r['step_ms']:.0f} |")
     lines += ["", "ms / step was measured while other jobs shared the 2 cores: compare it within `bench/training_cost.py`, not here."]
     return "\n".join(lines)
 
