@@ -530,7 +530,9 @@ class DistributionAwareSign(SoftHardQuantizer):
     Gradient: the official code's rule (`updateDualGradWeight`), `∂q/∂w = |α_o|·1[|w|<1] + 1/K`
     in the top group and `|β_o|·1[|w|<1] + 1/(n−K)` in the rest. Its extra factor
     `(1 − 1/C_in)` belongs to the in-place mean-centring the official code does before
-    binarizing, which tfbin does not do, so it is left out.
+    binarizing, which is not this quantizer's job (the `dab` recipe offers it as a kernel
+    constraint, `mean_center=True`); a constant per layer, which Adam's per-weight scaling
+    cancels, so it is left out.
 
     Deviations of the official code, on purpose not copied: it takes α, β as mean **absolute**
     values of the groups (not the least-squares means; they differ when a group straddles 0)
