@@ -599,14 +599,14 @@ def abr(
       `finish=0.5` Fashion-MNIST 0.8999 against 0.9004.
 
     What the learned slopes do at this budget (`python bench/abr_slopes.py fashion_mnist 0`: the
-    accuracy benchmark's Fashion-MNIST run of seed 0, hard 0.8965 as there): every slope ends
-    within 0.87–1.13 of its initial 1 (medians 0.95–1.01 per layer), so `v` alone sets the
+    accuracy benchmark's Fashion-MNIST run of seed 0, hard 0.8965 as there): every slope, started
+    at 1, ends between 0.87 and 1.13 (medians 0.95–1.01 per layer), so `v` alone sets the
     sharpness, and at the end 36–62 % of a binarized layer's inputs fall inside the gradient
     window `|v·a·x| < 1`. In its hard phase the fully binary `abr` is larq's `ste` with a window
     half as wide, after a soft first quarter; against `ste` seed by seed it was ahead on both
     validation seeds (Fashion-MNIST +0.66 / +0.73 points deployed, MNIST +0.32) and behind on
-    the test set (Fashion-MNIST −0.23 / −0.39 / −0.08): a difference within the spread between
-    runs (README, targets)."""
+    the test set (Fashion-MNIST −0.23 / −0.39 / −0.08), differences of the order of the spread
+    between seeds (`ste`'s standard deviation there: 0.32 points; README, targets)."""
     _need_epochs("abr", epochs)
     return Recipe(
         "abr",
