@@ -27,7 +27,8 @@ seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 tf.keras.utils.set_random_seed(seed)
 train, score = ab.splits(dataset, seed, 0, None)
 model, callbacks = models.build("fmnist_small", "abr", epochs=3)
-units = [(l.name, l.input_quantizer) for l in model.layers if isinstance(getattr(l, "input_quantizer", None), BoundedRectifier)]
+rectified = [l for l in model.layers if isinstance(getattr(l, "input_quantizer", None), BoundedRectifier)]
+units = [(l.name, l.input_quantizer) for l in rectified]
 
 
 def stats(a):
@@ -49,9 +50,8 @@ model.fit(train, epochs=ab.EPOCHS, callbacks=[*callbacks, slopes], verbose=0)
 
 # The inputs each rectifier sees at the end, on one training batch, in the deployed (hard) form.
 images, _ = next(iter(train))
-inputs = [l.input for l in model.layers if isinstance(getattr(l, "input_quantizer", None), BoundedRectifier)]
 with tfbin.hard(model):
-    seen = tf.keras.Model(model.inputs, inputs)(images, training=False)
+    seen = tf.keras.Model(model.inputs, [l.input for l in rectified])(images, training=False)
     hard = ab.accuracy(model, score)
 window = {name: round(float(np.mean(np.abs(x.numpy() * q.effective_slope().numpy()) < 1.0)), 4)
           for (name, q), x in zip(units, seen)}

@@ -426,7 +426,7 @@ def _paired_against_ste(runs, arm, dataset):
     initial weights and data order), default runs only, where both have the deployed figure."""
     def deployed(name):
         return {r["seed"]: r["hard_accuracy_deployed"] for r in runs
-                if r["arm"] == name and r["dataset"] == dataset and not r.get("overrides") and not r.get("lr_decay")
+                if r["arm"] == name and r["dataset"] == dataset and not r.get("overrides") and r.get("lr_decay", "constant") == "constant"
                 and r.get("hard_accuracy_deployed") is not None}
     mine, ste = deployed(arm), deployed("ste")
     return [(seed, 100 * (mine[seed] - ste[seed])) for seed in sorted(mine) if seed in ste]
