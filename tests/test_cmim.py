@@ -91,6 +91,66 @@ def _numpy_term(term, latents):
     return total / len(latents)
 
 
+def _numpy_call(term, latent, ids, bank_f, bank_b, bank_labels, filled, exclude=True):
+    """`ContrastiveMI.call` for one tapped layer, in numpy: in-batch and filled bank entries are
+    negatives, same-label ones (off the diagonal) and unwritten slots are left out."""
+    q, (head_f, head_b) = term._quantizers[0], term._heads[0]
+
+    def embed(a, head):
+        z = term._pool(tf.constant(a)).numpy() @ head.kernel.numpy() + head.bias.numpy()
+        return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+    z_f, z_b = embed(latent, head_f), embed(q(tf.constant(latent)).numpy(), head_b)
+    batch, slots = len(ids), len(bank_labels)
+    left_out = np.concatenate([np.zeros((batch, batch), bool), np.broadcast_to(np.arange(slots) >= filled, (batch, slots))], 1)
+    if exclude:
+        left_out |= ids[:, None] == np.concatenate([ids, bank_labels])[None, :]
+    left_out[np.arange(batch), np.arange(batch)] = False  # the positive always counts
+
+    def direction(anchors, positives, memory):
+        logits = np.concatenate([anchors @ positives.T, anchors @ memory.T], 1) / term.temperature
+        logits = np.where(left_out, -np.inf, logits)
+        top = logits.max(1, keepdims=True)
+        lse = np.log(np.exp(logits - top).sum(1)) + top[:, 0]
+        return np.mean(lse - np.diag(logits[:, :batch]))
+
+    return 0.5 * (direction(z_b, z_f, bank_f) + direction(z_f, z_b, bank_b))
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_call_takes_negatives_from_the_filled_bank_and_leaves_same_label_ones_out(rng, exclude):
+    # A bank of 6 slots, 4 written (labels 0, 1, 2, 1), and a batch whose labels repeat
+    # (0, 0, 1, 2, 1, 3): every filled slot is a negative except those of the anchor's class,
+    # and so is every other sample of the batch except those of its class.
+    model = _model()
+    tfbin.sharpness.set(model, "v", 3.0)
+    term_ = ContrastiveMI(weight=1.0, temperature=0.2, projection_dim=8, bank_size=6, layers=["dense"], exclude_same_label=exclude)
+    wrapped = term_.wrap(model)
+    term = wrapped.terms[0]
+    x = rng.uniform(0, 1, (6, 28, 28, 1)).astype("float32")
+    ids = np.array([0, 0, 1, 2, 1, 3])
+    wrapped._forward(x, tf.constant(ids), training=False)  # builds the heads
+    memory = rng.normal(size=(2, 6, 8)).astype("float32")
+    memory /= np.linalg.norm(memory, axis=-1, keepdims=True)
+    bank_labels = np.array([0, 1, 2, 1, -1, -1], "int32")
+    for variable, value in zip(term._banks[0], memory):
+        variable.assign(value)
+    term._bank_labels.assign(bank_labels)
+    term._filled.assign(4)
+    term._position.assign(4)
+    _, (value,) = wrapped._forward(x, tf.constant(ids), training=False)
+    latent = wrapped._probe(x, training=False)[1].numpy()
+    expected = _numpy_call(term, latent, ids, memory[0], memory[1], bank_labels, 4, exclude)
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-5)
+    # The bank and the labels both matter here: without the bank, or without the labels' mask,
+    # the value is a different one (so neither can be dropped unnoticed).
+    no_bank = _numpy_call(term, latent, ids, memory[0], memory[1], bank_labels, 0, exclude)
+    other_mask = _numpy_call(term, latent, ids, memory[0], memory[1], bank_labels, 4, not exclude)
+    assert abs(expected - no_bank) > 1e-3 and abs(expected - other_mask) > 1e-3
+    # Evaluation does not write the bank.
+    assert int(term._filled.numpy()) == 4 and int(term._position.numpy()) == 4
+
+
 def test_loss_value_and_gradients_reach_heads_and_binarized_layers(rng):
     model = _model()
     tfbin.sharpness.set(model, "v", 3.0)

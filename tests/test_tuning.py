@@ -335,3 +335,32 @@ def test_the_committed_searched_recipes_rebuild_for_other_run_lengths_with_their
         assert {k: v for k, v in longer.params.items() if k != "epochs"} == {k: v for k, v in recipe.params.items() if k != "epochs"}
         if recipe.name == "irnet":  # EDE's t spans the whole run
             assert longer.get_config()["schedules"]["t"]["config"]["epochs"] == 10
+
+
+def test_hyperband_full_data_bracket_opens_with_the_defaults(tmp_path):
+    """Hyperband's last bracket trains on all the data from scratch: its first trial must be the
+    recipe's defaults again (they opened the first bracket on 1/budget of the data), so the
+    defaults always get a full-data score the search has to beat. Driven through the oracle
+    with made-up scores (nothing trains)."""
+    tuner = tuning.Hyperband("lenet_bnn", "self_binarizing", max_epochs=1, budget=9, factor=3, seed=5, directory=str(tmp_path))
+    oracle = tuner.oracle
+    signature = inspect.signature(tfbin.recipes.self_binarizing).parameters
+    defaults = {name: signature[name].default for name in ("v_end", "v_kernel_end", "sharpen", "warmup", "finish")}
+    scores = iter(np.random.default_rng(0).uniform(0.5, 0.9, 100))
+    created = []
+    while True:
+        trial = oracle.create_trial(f"tuner{len(created)}")
+        if trial.status != "RUNNING":
+            break
+        created.append(trial)
+        oracle.update_trial(trial.trial_id, {tuner.oracle.objective.name: next(scores)})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    values = [t.hyperparameters.values for t in created]
+    is_default = [{k: v[k] for k in defaults} == defaults for v in values]
+    assert len(created) == 23  # Hyperband(9, 3), one iteration (the tuner's docstring)
+    assert is_default[0] and values[0]["tuner/epochs"] == 1  # the first bracket, on 1/9 of the data
+    fresh_full = [i for i, v in enumerate(values) if v["tuner/epochs"] == 9 and "tuner/trial_id" not in v]
+    assert fresh_full and is_default[fresh_full[0]], [values[i] for i in fresh_full]
+    fresh = [i for i, v in enumerate(values) if "tuner/trial_id" not in v]  # promotions carry a parent's values
+    assert [i for i in fresh if is_default[i]] == [0, fresh_full[0]]  # there and nowhere else
