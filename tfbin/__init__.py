@@ -10,7 +10,7 @@ from tfbin._keras2 import ensure_keras2 as _ensure_keras2
 with _quiet.tensorflow_import():  # the `tfbin` command's log defaults; a no-op for `import tfbin`
     _ensure_keras2()
 
-from tfbin import auxiliary, blrnet, callbacks, constraints, data, layers, losses, pbgnet, quantizers, recipes, schedules, sharpness  # noqa: E402
+from tfbin import auxiliary, blrnet, callbacks, constraints, data, layers, losses, pbgnet, quantizers, recipes, saving, schedules, sharpness  # noqa: E402
 from tfbin.auxiliary import TrainingModel, unwrap  # noqa: E402
 from tfbin.batchnorm import recalibrate  # noqa: E402
 from tfbin.binarize import Binarized, binarize  # noqa: E402
@@ -35,6 +35,7 @@ __all__ = [
     "quantizers",
     "recalibrate",
     "recipes",
+    "saving",
     "schedules",
     "sharpness",
     "training",

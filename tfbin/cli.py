@@ -1,7 +1,8 @@
 """The `tfbin` command.
 
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir DIR]   prepare datasets (offline-first)
-    tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] convert and verify with LCE
+    tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] [--unsafe]
+                                                                convert and verify with LCE
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
                 [--train-samples N|all] [--test-samples N|all] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
@@ -62,13 +63,15 @@ def _cmd_report(args) -> int:
     return 0
 
 
-def _load_model(path: str):
-    import tensorflow as tf
+def _load_model(path: str, safe_mode: bool = True):
+    from tfbin import saving
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
     try:
-        return tf.keras.models.load_model(path, compile=False)
+        return saving.load_model(path, safe_mode=safe_mode)
+    except saving.UnsafeModelError:
+        raise  # its own message says what to do
     except Exception as err:  # Keras raises many types for a bad file; report it in one line
         raise ValueError(f"{path} is not a loadable Keras model (.h5, .keras or SavedModel): {type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
 
@@ -96,7 +99,7 @@ def _cmd_export(args) -> int:
     report_path = args.report or _default_report(args.output)
     _check_writable(args.output, "--output")
     _check_writable(report_path, "--report")
-    model = _load_model(args.model)
+    model = _load_model(args.model, safe_mode=not args.unsafe)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = export.convert(model, args.output, strict=args.strict, latency=not args.no_latency, report_path=report_path)
@@ -194,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the JSON report, and the Markdown one beside it "
                         "(default: beside OUTPUT, OUTPUT without .tflite + .report.json)")
     p.add_argument("--no-latency", action="store_true", help="skip the host latency measurement")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load a model file that holds Lambda layers (their stored code runs on load): only for files you trust")
     p.set_defaults(run=_cmd_export)
 
     p = verb("train", help="train, look, export and verify: the main job")
