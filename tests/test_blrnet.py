@@ -301,11 +301,7 @@ def test_real_input_layer_is_not_a_binary_layer_and_deploys_sign_weights(rng):
         np.testing.assert_allclose(model(x).numpy(), x @ np.sign(layer.logits.numpy()), rtol=1e-5, atol=1e-5)
 
 
-def test_blrnet_recipe_builds_trains_and_anneals_the_temperature():
-    recipe = recipes.get("blrnet", epochs=4, tau_end=0.2)
-    assert recipes.Recipe.from_json(recipe.to_json()) == recipe
-    assert recipe.schedules["tau"](0) == pytest.approx(1.0) and recipe.schedules["tau"](3) == pytest.approx(0.2)
-    assert recipe.schedules["tau"](1.5) < recipe.schedules["tau"](1.0)  # falls: a temperature
+def _blrnet_float_model():
     inputs = tf.keras.Input((8, 8, 3))
     x = tf.keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
     x = tf.keras.layers.BatchNormalization()(x)
@@ -315,24 +311,47 @@ def test_blrnet_recipe_builds_trains_and_anneals_the_temperature():
     x = tf.keras.layers.Flatten()(x)
     x = tf.keras.layers.Dense(32, name="hidden")(x)
     x = tf.keras.layers.BatchNormalization()(x)
-    float_model = tf.keras.Model(inputs, tf.keras.layers.Dense(4, name="classifier")(x))
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(4, name="classifier")(x))
+
+
+def _blrnet_run(seed):
+    """A float model binarized with `blrnet` (tau 1 -> 0.2), trained 4 epochs on a learnable
+    4-class problem (seed: data, initial weights): (float model, model, history, logits before)."""
+    tf.keras.utils.set_random_seed(seed)
+    float_model = _blrnet_float_model()
     model, callbacks = tfbin.binarize(float_model, "blrnet", epochs=4, tau_end=0.2)
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(256, 8, 8, 3)).astype("float32")
+    ys = (xs[:, :4].mean((1, 2, 3)) > 0).astype("int64") + 2 * (xs[..., 0].mean((1, 2)) > 0)
+    model.compile(tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = {name: model.get_layer(name).logits.numpy().copy() for name in ("conv", "hidden")}
+    history = model.fit(xs, ys, epochs=4, batch_size=32, verbose=0, callbacks=callbacks)
+    return float_model, model, history, before, (xs, ys)
+
+
+def blrnet_loss_ratio(seed=0):
+    """Last over first epoch's training loss of `_blrnet_run`."""
+    loss = _blrnet_run(seed)[2].history["loss"]
+    return {"blrnet_loss_ratio": loss[-1] / loss[0]}
+
+
+@pytest.mark.margin("blrnet_loss_ratio")
+def test_blrnet_recipe_builds_trains_and_anneals_the_temperature():
+    recipe = recipes.get("blrnet", epochs=4, tau_end=0.2)
+    assert recipes.Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe.schedules["tau"](0) == pytest.approx(1.0) and recipe.schedules["tau"](3) == pytest.approx(0.2)
+    assert recipe.schedules["tau"](1.5) < recipe.schedules["tau"](1.0)  # falls: a temperature
+    float_model, model, history, before, (xs, ys) = _blrnet_run(seed=0)
     assert [type(l) for l in blr_layers(model)] == [BLRConv2D, BLRDense]
     assert model.get_layer("conv").pad_values == 1.0 and isinstance(model.get_layer("conv").kernel_quantizer, WeightMode)
     for name in ("conv", "hidden"):  # the PBNet-S transfer of the float kernel
         w = float_model.get_layer(name).kernel.numpy()
-        np.testing.assert_allclose(np.tanh(model.get_layer(name).logits.numpy()), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
-
-    rng = np.random.default_rng(0)
-    xs = rng.normal(size=(256, 8, 8, 3)).astype("float32")
-    ys = (xs[:, :4].mean((1, 2, 3)) > 0).astype("int64") + 2 * (xs[..., 0].mean((1, 2)) > 0)
-    model.compile(tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    before = model.get_layer("hidden").logits.numpy().copy()
-    history = model.fit(xs, ys, epochs=4, batch_size=32, verbose=0, callbacks=callbacks)
+        np.testing.assert_allclose(np.tanh(before[name]), np.clip(w / w.std(), -0.9, 0.9), rtol=1e-4, atol=1e-5)
     loss = history.history["loss"]
+    # Bound 0.8; the measured spread (seeds 0-2 x oneDNN 0/1) is in bench/results/test_margins.json.
     assert loss[-1] < 0.8 * loss[0], loss
     assert history.history["tau"][-1] == pytest.approx(recipe.schedules["tau"](3 + 7 / 8), rel=1e-5)
-    assert not np.array_equal(before, model.get_layer("hidden").logits.numpy())
+    assert not np.array_equal(before["hidden"], model.get_layer("hidden").logits.numpy())
     tfbin.recalibrate(model, xs, steps=2)
     with tfbin.hard(model):
         hard_loss = model.evaluate(xs, ys, verbose=0)

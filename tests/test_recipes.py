@@ -91,16 +91,25 @@ def test_binarize_replaces_quantizers_of_a_larq_model():
     assert callbacks[0].schedules["t"](0) == pytest.approx(0.01)
 
 
-def test_binarized_float_model_trains_and_lowers_its_loss():
-    rng = np.random.default_rng(0)
+def irnet_loss_ratio(seed=0):
+    """Last over first epoch's training loss of a float model binarized with `irnet`, 8 epochs
+    on a learnable 4-class problem (seed: data, initial weights)."""
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(256, 8, 8, 3)).astype("float32")
     y = (x[:, :4].mean((1, 2, 3)) > 0).astype("int64") + 2 * (x[..., 0].mean((1, 2)) > 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, callbacks = tfbin.binarize(float_model(), "irnet", epochs=8)
     model.compile(tf.keras.optimizers.Adam(1e-2), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(x, y, epochs=8, batch_size=64, verbose=0, callbacks=callbacks)
-    assert history.history["loss"][-1] < 0.8 * history.history["loss"][0]
+    loss = model.fit(x, y, epochs=8, batch_size=64, verbose=0, callbacks=callbacks).history["loss"]
+    return {"recipes_irnet_loss_ratio": loss[-1] / loss[0]}
+
+
+@pytest.mark.margin("recipes_irnet_loss_ratio")
+def test_binarized_float_model_trains_and_lowers_its_loss():
+    # Bound 0.8; the measured spread (seeds 0-2 x oneDNN 0/1) is in bench/results/test_margins.json.
+    assert irnet_loss_ratio(0)["recipes_irnet_loss_ratio"] < 0.8
 
 
 def test_recipe_config_round_trip_and_overrides():

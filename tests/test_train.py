@@ -67,7 +67,11 @@ def test_train_cli_writes_every_promised_file_and_the_table_matches_them(image_f
         assert summary["hard_accuracy"] == summary["hard_accuracy_before_recalibration"]
     assert summary["tflite_bytes"] == report["size_bytes"] == os.path.getsize(os.path.join(out, "model.tflite"))
     assert summary["binarized_layers_as_lce_bconv"] == "4/4"
-    assert summary["tflite_keras_agreement"] == 1.0
+    # Exact: no TFLite/Keras difference that a threshold tie does not explain. The agreement on
+    # the 16 test images is not exact across CPUs (a pre-sign value within rounding of its
+    # threshold may take the other sign), so one flipped image is allowed.
+    assert report["parity"]["unexplained_mismatches"] == 0 and report["parity"]["tie_free_agreement"] == 1.0
+    assert summary["tflite_keras_agreement"] >= 15 / 16
     assert f"| {summary['soft_accuracy']:.4f} | {summary['hard_accuracy']:.4f} | {summary['tflite_accuracy']:.4f} " in printed
     loaded = tf.keras.models.load_model(os.path.join(out, "model.keras"))
     assert loaded.output_shape == (None, 2)
