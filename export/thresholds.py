@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfbin import _graph
 from tfbin.export import flatbuffer as flatbuffer_lib
 from tfbin.introspect import binarized_layers, is_binarized
 
@@ -23,21 +24,10 @@ __all__ = ["sign_inputs"]
 _FUSED_PRODUCERS = {"LceBconv2d", "LceBMaxPool2d"}
 
 
-def _predecessor(layer):
-    # Node 0 is the layer's call in the model it was built in (the exporter's rebuilt model
-    # shares layers and adds a second node to them).
-    nodes = layer._inbound_nodes
-    if not nodes:
-        return None
-    inbound = nodes[0].inbound_layers
-    if isinstance(inbound, (list, tuple)):
-        return inbound[0] if len(inbound) == 1 else None
-    return inbound
-
-
-def _why_float(layer, is_binarized, two_level) -> str:
+def _why_float(layer, model, is_binarized, two_level) -> str:
     """Why the BN → sign in front of `layer` could not become the previous conv's threshold."""
-    between, current = [], _predecessor(layer)
+    # `model`'s own calls of its layers: the exporter's rebuilt model shares them and adds a node.
+    between, current = [], _graph.predecessor(layer, model)
     while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
         if isinstance(current, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
             if not is_binarized(current):
@@ -58,7 +48,7 @@ def _why_float(layer, is_binarized, two_level) -> str:
                         "so the BN after it cannot become its output threshold")
             return f"BatchNormalization directly after {current.name!r}, yet not fused by the converter"
         between.append(current)
-        current = _predecessor(current)
+        current = _graph.predecessor(current, model)
     return "its input is the model's input"
 
 
@@ -88,6 +78,6 @@ def sign_inputs(model, flatbuffer: bytes, mapping: dict, two_level=frozenset()) 
                 row["detail"] = f"BN → sign became output thresholds of the previous binary conv (bitpacked, via {source})"
             else:
                 row["sign"] = "float"
-                row["detail"] = f"computed by {source} after float ops; " + _why_float(layer, is_binarized, two_level)
+                row["detail"] = f"computed by {source} after float ops; " + _why_float(layer, model, is_binarized, two_level)
         rows.append(row)
     return rows

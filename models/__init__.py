@@ -47,6 +47,7 @@ def build(
     num_classes: int = 10,
     weights=None,
     epochs=None,
+    insert_batch_norm="auto",
     **recipe_overrides,
 ) -> Binarized:
     """Build model `name` with the recipe's quantizers in every binarized layer.
@@ -60,6 +61,9 @@ def build(
         weights: zoo models only: None (random, the default: works offline), a local weights
             file, or "imagenet" (downloads; fails offline with a clear error).
         epochs: length of the recipe's schedules (needed by recipes that sharpen).
+        insert_batch_norm: `tfbin.binarize`'s: `"auto"` (the small nets come out as their papers
+            wrote them, with no BatchNormalization added), `"always"` (one directly in front of
+            every binarized layer that has none there) or `"never"`.
         **recipe_overrides: parameters of a named recipe (e.g. `t_min=0.01`).
     """
     if name in SMALL:
@@ -73,7 +77,7 @@ def build(
         model = build_zoo(name, input_shape=input_shape, num_classes=num_classes, weights=weights)
     else:
         raise ValueError(f"Unknown model {name!r}; the models are {available()}.")
-    return binarize(model, recipe, epochs=epochs, **recipe_overrides)
+    return binarize(model, recipe, epochs=epochs, insert_batch_norm=insert_batch_norm, **recipe_overrides)
 
 
 def default_input_shape(name: str) -> tuple:

@@ -19,6 +19,10 @@ def _bn():
 class HardTanh(tf.keras.layers.Layer):
     """`clip(x, -1, 1)` (PyTorch's Hardtanh), the activation of IR-Net's CIFAR nets."""
 
+    # Bounded and centre-preserving: a BN before it still normalizes a binarized layer's input
+    # (tfbin.binarize inserts none).
+    keeps_normalization = True
+
     def call(self, inputs):
         return tf.clip_by_value(inputs, -1.0, 1.0)
 
@@ -26,6 +30,9 @@ class HardTanh(tf.keras.layers.Layer):
 @serializable()
 class ZeroPadShortcut(tf.keras.layers.Layer):
     """ResNet shortcut "option A": `x[:, ::s, ::s, :]`, channels zero-padded to `filters`."""
+
+    # A strided slice of a normalized tensor, zero-padded: still normalized for tfbin.binarize.
+    keeps_normalization = True
 
     def __init__(self, filters: int, strides: int = 2, **kwargs):
         super().__init__(**kwargs)

@@ -1,4 +1,5 @@
-"""Rebuild a Sequential/functional Keras model with some layers replaced, keeping weights."""
+"""Walk and rebuild Sequential/functional Keras models: a layer's neighbours in one model, and
+a clone with some layers replaced, keeping weights."""
 from __future__ import annotations
 
 from typing import Callable
@@ -10,6 +11,49 @@ def own_weights(layer) -> dict:
     """`{short name: variable}` of the weights a layer creates itself (not its sublayers')."""
     own = list(layer._trainable_weights) + list(layer._non_trainable_weights)
     return {w.name.split("/")[-1]: w for w in own}
+
+
+def inbound_layers(layer, model) -> list | None:
+    """The layers whose outputs `layer` reads in its call in `model`, or None where `layer` is
+    called more than once in `model` (a shared layer: which call is meant is ambiguous).
+
+    Only `layer`'s nodes in `model` count: a layer shared with another model (the exporter's
+    rebuilt model shares the original's layers) has one node per model. A layer with no node
+    in `model` itself (one of a nested model's) is read in the model it was called in.
+    """
+    nodes = _nodes_in(layer, model)
+    if len(nodes) != 1:
+        return None
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _nodes_in(layer, model) -> list:
+    """`layer`'s calls in `model`; all its calls where it has none there (a nested model's layer)."""
+    keys = getattr(model, "_network_nodes", None) or ()
+    own = [node for index, node in enumerate(layer._inbound_nodes) if f"{layer.name}_ib-{index}" in keys]
+    return own or list(layer._inbound_nodes)
+
+
+def _in_model(node, model) -> bool:
+    layer = node.outbound_layer
+    return f"{layer.name}_ib-{layer._inbound_nodes.index(node)}" in (getattr(model, "_network_nodes", None) or ())
+
+
+def predecessor(layer, model):
+    """The one layer whose output `layer` reads in `model`; None for a layer with several inputs
+    (a merge), none (the model's input layer) or several calls in `model`."""
+    inbound = inbound_layers(layer, model)
+    return inbound[0] if inbound is not None and len(inbound) == 1 else None
+
+
+def outbound_layers(layer, model) -> list:
+    """The layers that read `layer`'s output in `model` (one entry per call); for a layer with
+    no call in `model` itself (a nested model's), those in the model it was called in."""
+    nodes = layer._outbound_nodes
+    if any(_in_model(node, model) for node in _nodes_in(layer, model)):
+        nodes = [node for node in nodes if _in_model(node, model)]
+    return [node.outbound_layer for node in nodes]
 
 
 def check_rebuildable(model, what: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import NamedTuple
 
@@ -30,7 +31,7 @@ class Binarized(_ModelAndCallbacks):
 
     It unpacks as `(model, callbacks)`; `.changes` lists what `binarize` changed in a float
     model's graph besides the quantizers (activations removed, BatchNormalization inserted),
-    one sentence each.
+    one sentence per kind of change, naming the layers.
     """
 
     changes: list
@@ -39,9 +40,11 @@ class Binarized(_ModelAndCallbacks):
 # Activations whose outputs are never negative: `sign` of them (lq.math.sign(0) = +1) is the
 # constant +1, so a binarized layer behind one of them sees no information at all.
 _NONNEGATIVE = {"relu", "relu6", "sigmoid", "hard_sigmoid", "softplus", "exponential", "softmax"}
-# Layers that carry the sign pattern of their input through unchanged in kind (a max of
-# non-negative values is non-negative, etc.); binarize looks through them.
-_PASS_THROUGH = (
+# Layers that move, select or reshape values without mixing channels' scales: a normalized
+# tensor stays normalized through them, looking back from a binarized layer's input (a max of
+# non-negative values is non-negative, etc.) and forward from its output (a BN behind them
+# still normalizes it).
+_SHAPE_ONLY = (
     tf.keras.layers.MaxPooling2D,
     tf.keras.layers.AveragePooling2D,
     tf.keras.layers.Dropout,
@@ -49,18 +52,35 @@ _PASS_THROUGH = (
     tf.keras.layers.Reshape,
     tf.keras.layers.ZeroPadding2D,
     tf.keras.layers.Cropping2D,
-    # activations that keep the sign (a BN before them still normalizes the binarized input)
+)
+# Looking forward only: global pooling (a BN after it still normalizes a binarized layer's
+# output). Looking back they end the walk: the max over a whole feature map of a normalized
+# tensor is far from centred.
+_FORWARD = (*_SHAPE_ONLY, tf.keras.layers.GlobalAveragePooling2D, tf.keras.layers.GlobalMaxPooling2D)
+# Looking back only: activations too. Those that keep the sign (tanh, LeakyReLU, ELU, ...; a
+# clip to [-1, 1]) leave a BN before them normalizing the binarized input; those that destroy
+# it (`_destroys_sign`) are found on the same walk and removed. A custom layer that keeps a
+# normalized input normalized (bounded and centre-preserving, such as tfbin.models' HardTanh,
+# or a strided, zero-padded slice such as its ZeroPadShortcut) declares the class attribute
+# `keeps_normalization = True`.
+_PASS_THROUGH = (
+    *_SHAPE_ONLY,
     tf.keras.layers.Activation,
     tf.keras.layers.ReLU,
     tf.keras.layers.LeakyReLU,
     tf.keras.layers.PReLU,
     tf.keras.layers.ELU,
 )
+# Merges whose output is normalized when every input is (a residual sum of normalized branches).
+_MERGES = (tf.keras.layers.Add, tf.keras.layers.Average, tf.keras.layers.Concatenate)
 
 
 # A normalization in front of a binarized layer centers and scales its input; LayerNormalization
 # counts too (per-sample statistics, e.g. for nets that must not depend on the batch).
 _NORMALIZATIONS = (tf.keras.layers.BatchNormalization, tf.keras.layers.LayerNormalization)
+
+# `binarize(..., insert_batch_norm=...)`
+_INSERT_MODES = ("auto", "always", "never")
 
 
 def _activation_name(activation) -> str:
@@ -77,19 +97,46 @@ def _destroys_sign(layer) -> bool:
     return False
 
 
-def _predecessor(layer):
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        return None
-    inbound = nodes[0].inbound_layers
-    if isinstance(inbound, (list, tuple)):
-        return inbound[0] if len(inbound) == 1 else None
-    return inbound
+def _keeps_normalization(layer) -> bool:
+    return isinstance(layer, _PASS_THROUGH) or bool(getattr(layer, "keeps_normalization", False))
 
 
-def _input_path(layer):
-    """Walk back from a layer's input: `(sign-destroying layers, whether a BN comes first)`."""
-    destroyers, current = [], _predecessor(layer)
+class _Normalized:
+    """Whether a layer's output is a normalized tensor in `model`: a normalization's output,
+    carried through layers that keep it (`_keeps_normalization`, no sign-destroying activation
+    on the way), or a merge (`_MERGES`) of normalized tensors — a residual block's
+    `hardtanh(BN(conv(x)) + shortcut(x))` is normalized when its input `x` is. Memoized per
+    layer; the walk only goes back in an acyclic graph, so it ends at the inputs."""
+
+    def __init__(self, model):
+        self.model, self.memo = model, {}
+        for layer in model.layers:  # in depth order: the recursion below stays shallow
+            self(layer)
+
+    def __call__(self, layer) -> bool:
+        key = id(layer)
+        if key not in self.memo:
+            self.memo[key] = False  # while it is being decided (a Keras graph has no cycles)
+            self.memo[key] = self._decide(layer)
+        return self.memo[key]
+
+    def _decide(self, layer) -> bool:
+        if isinstance(layer, _NORMALIZATIONS):
+            return True
+        if isinstance(layer, _MERGES):
+            inbound = _graph.inbound_layers(layer, self.model)
+            return bool(inbound) and all(self(l) for l in inbound)
+        if _keeps_normalization(layer) and not _destroys_sign(layer):
+            previous = _graph.predecessor(layer, self.model)
+            return previous is not None and self(previous)
+        return False
+
+
+def _input_path(layer, model, normalized, mode="auto"):
+    """Walk back from a layer's input: `(sign-destroying layers, whether its input is normalized
+    once they are removed)`. `mode="always"` counts only a normalization directly in front
+    (past the removed activations)."""
+    destroyers, current = [], _graph.predecessor(layer, model)
     while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
         if isinstance(current, _NORMALIZATIONS):
             return destroyers, True
@@ -97,82 +144,114 @@ def _input_path(layer):
             destroyers.append(current)
             if not isinstance(current, (tf.keras.layers.ReLU, tf.keras.layers.Activation)):
                 return destroyers, False  # a conv/dense with its own activation produced the input
-        elif not isinstance(current, _PASS_THROUGH):
+        elif mode == "always":
             return destroyers, False
-        current = _predecessor(current)
+        elif isinstance(current, _MERGES):
+            return destroyers, normalized(current)
+        elif not _keeps_normalization(current):
+            return destroyers, False
+        current = _graph.predecessor(current, model)
     return destroyers, False
 
 
-# Layers that move or reshape values without mixing channels' scales: a BN behind them still
-# normalizes a binarized layer's output (looking forward).
-_SHAPE_ONLY = (
-    tf.keras.layers.MaxPooling2D,
-    tf.keras.layers.AveragePooling2D,
-    tf.keras.layers.GlobalAveragePooling2D,
-    tf.keras.layers.GlobalMaxPooling2D,
-    tf.keras.layers.Dropout,
-    tf.keras.layers.Flatten,
-    tf.keras.layers.Reshape,
-    tf.keras.layers.ZeroPadding2D,
-    tf.keras.layers.Cropping2D,
-)
-
-
-def _successor(layer):
-    nodes = layer._outbound_nodes
-    return nodes[0].outbound_layer if len(nodes) == 1 else None
-
-
-def _output_unnormalized(layer, targets) -> bool:
+def _output_unnormalized(layer, model, targets) -> bool:
     """The binarized `layer`'s output reaches a float layer (or an activation) with no
-    normalization first, looking forward through shape-only layers. A layer whose output
+    normalization first, looking forward through shape-only layers (`_FORWARD`). A layer whose output
     branches is left alone (a residual sum decides its own scales)."""
-    if len(layer._outbound_nodes) != 1:
-        return False
-    current = _successor(layer)
-    while current is not None:
+    consumers = _graph.outbound_layers(layer, model)
+    while len(consumers) == 1:
+        current = consumers[0]
         if isinstance(current, _NORMALIZATIONS) or current.name in targets:
             return False  # normalized here, or by the BN a binarized input gets
-        if not isinstance(current, _SHAPE_ONLY):
+        if not isinstance(current, _FORWARD):
             return True
-        if len(current._outbound_nodes) != 1:
-            return False
-        current = _successor(current)
-    return False  # the model's output
+        consumers = _graph.outbound_layers(current, model)
+    return False  # the output branches, or it is the model's output
 
 
-def _prepare_float_model(model, targets, normalize_outputs=True):
+def _names(names) -> str:
+    """`'a', 'b'`, with every run of 3 or more consecutively numbered Keras names written as
+    its ends: `'conv2d_1' … 'conv2d_18'`."""
+    def parts(name):
+        match = re.fullmatch(r"(.*)_(\d+)", name)
+        return (match.group(1), int(match.group(2))) if match else (name, 0)
+
+    runs = []
+    for name in names:
+        prefix, number = parts(name)
+        if runs and runs[-1][0] == prefix and runs[-1][2] + 1 == number:
+            runs[-1][2], runs[-1][3] = number, runs[-1][3] + [name]
+        else:
+            runs.append([prefix, number, number, [name]])
+    words = []
+    for _, _, _, run in runs:
+        words += [f"{run[0]!r} … {run[-1]!r}"] if len(run) >= 3 else [repr(n) for n in run]
+    return ", ".join(words)
+
+
+def _which(names, what="binarized layer") -> str:
+    """`'x'` for one name, `3 binarized layers ('a', 'b', 'c')` for several."""
+    return repr(names[0]) if len(names) == 1 else f"{len(names)} {what}s ({_names(names)})"
+
+
+def _report(removed, before, after) -> list:
+    """binarize's changes, one line per kind: `removed` `[(layer, its activation, binarized
+    layer behind it)]`, `before` names, `after` `[(name, activation)]`."""
+    lines = []
+    if removed:
+        layers, activations = [d for d, _, _ in removed], list(dict.fromkeys(a for _, a, _ in removed))
+        behind = list(dict.fromkeys(t for _, _, t in removed))
+        if len(activations) == 1:
+            what = f"activation {activations[0]!r} of {_which(layers, 'layer')}"
+        else:
+            what = f"activations {', '.join(map(repr, activations))} of {len(layers)} layers ({', '.join(f'{d!r} ({a})' for d, a, _ in removed)})"
+        lines.append(f"removed {what}: sign() of a non-negative output is constant, so {_which(behind)} would see no information")
+    if before:
+        lines.append(f"inserted BatchNormalization before {_which(before)}: a binarized layer's sign "
+                     "needs a centered, scaled input (and the STE's |x| ≤ 1 window)")
+    if after:
+        names = [name for name, _ in after]
+        moved = {act for _, act in after if act != "linear"}
+        if len(after) == 1:
+            where = f"{names[0]!r}{f' (before its {after[0][1]!r})' if moved else ''}"
+        else:
+            where = _which(names) + (f", their activations ({', '.join(sorted(moved))}) moved behind it" if moved else "")
+        lines.append(f"inserted BatchNormalization after {where}: a binary layer's output is an integer sum over its "
+                     "fan-in (scale ~sqrt(fan-in)), which the float layers after it are not initialized for")
+    return lines
+
+
+def _prepare_float_model(model, targets, normalize_outputs=True, insert_batch_norm="auto"):
     """Remove sign-destroying activations in front of binarized layers, insert a
-    BatchNormalization where none normalizes a binarized layer's input, and (with
-    `normalize_outputs`) one right after a binarized layer whose output reaches float layers
-    unnormalized (before its activation).
+    BatchNormalization where none normalizes a binarized layer's input (`insert_batch_norm`:
+    "auto" where its input is not normalized, "always" where no normalization directly precedes
+    it, "never" nowhere), and (with `normalize_outputs`) one right after a binarized layer whose
+    output reaches float layers unnormalized (before its activation).
 
     Returns `(model, changes)`; the model is rebuilt from its config (weights copied by layer
     name) only when something changed.
     """
-    strip, insert, after, changes, refused = {}, [], [], [], []
+    strip, insert, after, refused = {}, [], [], []
+    removed = []  # (layer whose activation goes, the activation, the binarized layer behind it)
+    normalized = _Normalized(model)
     for layer in model.layers:
         if layer.name not in targets:
             continue
-        if normalize_outputs and _output_unnormalized(layer, targets):
-            after.append(layer.name)
-            act = _activation_name(layer.activation)
-            changes.append(f"inserted BatchNormalization after {layer.name!r}{f' (before its {act!r})' if act != 'linear' else ''}: "
-                           "a binary layer's output is an integer sum over its fan-in (scale ~sqrt(fan-in)), "
-                           "which the float layers after it are not initialized for")
-        destroyers, has_bn = _input_path(layer)
+        if normalize_outputs and _output_unnormalized(layer, model, targets):
+            after.append((layer.name, _activation_name(layer.activation)))
+        destroyers, has_bn = _input_path(layer, model, normalized, insert_batch_norm)
         for d in destroyers:
-            if len(d._outbound_nodes) > 1:
+            if len(_graph.outbound_layers(d, model)) > 1:
                 refused.append(f"{d.name} ({_describe(d)}) also feeds other layers; replace it yourself")
+                has_bn = False  # it stays: a BN behind it gives its output both signs
                 continue
             if d.name not in strip:
                 strip[d.name] = layer.name
-                changes.append(f"removed {_describe(d)} of {d.name!r}: sign() of its non-negative output "
-                               f"is constant, so {layer.name!r} would see no information")
-        if not has_bn:
+                removed.append((d.name, "relu" if isinstance(d, tf.keras.layers.ReLU) else _activation_name(d.activation), layer.name))
+        if not has_bn and insert_batch_norm != "never":
             insert.append(layer.name)
-            changes.append(f"inserted BatchNormalization before {layer.name!r}: a binarized layer's sign "
-                           "needs a centered, scaled input (and the STE's |x| ≤ 1 window)")
+    changes = _report(removed, insert, after)
+    after = [name for name, _ in after]
     if refused:
         warnings.warn("tfbin.binarize: " + "; ".join(refused), stacklevel=3)
     if not strip and not insert and not after:
@@ -303,7 +382,7 @@ def _quantized(layer, recipe):
     return cls(**config)
 
 
-def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides) -> Binarized:
+def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **overrides) -> Binarized:
     """Apply a recipe to a float Keras model or a larq model; weights are kept.
 
     - A float model: `Conv2D` and `Dense` layers become `lq.layers.QuantConv2D` / `QuantDense`
@@ -319,12 +398,23 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
       so the binarized layer would see nothing. The recipe's input quantizer takes their place
       (e.g. ABR's bounded rectifier). Activations that keep the sign (LeakyReLU, ELU, GELU,
       swish, tanh) stay.
-    - Where no BatchNormalization (or LayerNormalization) normalizes a binarized layer's input (looking back through
-      those same layers), one is inserted directly in front of it: a sign needs a centered input
-      to carry information, and straight-through estimators pass gradients only for |x| ≤ 1,
-      while a binary conv's raw output is an integer sum over its fan-in. Every paper this
-      package implements puts a BN there. The inserted BN runs in float in LCE unless it directly
-      follows a binary conv (then LCE folds it into the conv's output threshold).
+    - Where no BatchNormalization (or LayerNormalization) normalizes a binarized layer's input,
+      one is inserted directly in front of it: a sign needs a centered input to carry
+      information, and straight-through estimators pass gradients only for |x| ≤ 1, while a
+      binary conv's raw output is an integer sum over its fan-in. Every paper this package
+      implements puts a BN there. An input counts as normalized when, looking back, it reaches a
+      normalization through layers that keep it normalized — pooling, padding, cropping,
+      Dropout, Flatten, Reshape, activations that keep the sign (tanh, LeakyReLU, ELU, ...), and
+      custom layers with the class attribute `keeps_normalization = True` (tfbin.models'
+      `HardTanh` and `ZeroPadShortcut`) — or through a residual `Add` (or `Average`,
+      `Concatenate`) whose every input is normalized by the same rule. So IR-Net's ResNet-20
+      (`hardtanh(BN(conv(x)) + shortcut(x))` before each binary conv) and VGG-Small
+      (`hardtanh(BN(pool(conv(x))))`) are binarized as their papers wrote them, with no extra BN;
+      a branch that is not normalized (a plain conv, a ReLU that stays) gets one. An inserted BN
+      runs in float in LCE unless it directly follows a binary conv (then LCE folds it into the
+      conv's output threshold). `insert_batch_norm="always"` inserts one in front of every
+      binarized layer that has no normalization directly in front of it (past a removed
+      activation), `"never"` inserts none; the default `"auto"` follows the rule above.
     - Where a binarized layer's output reaches a float layer or an activation with no
       normalization in between (e.g. a binary `Dense(128, activation="relu")` before the float
       classifier), a BatchNormalization is inserted right after it, before its activation: the
@@ -336,7 +426,8 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
       and +3.0. ABC-Net's layers are the exception: their output is already on the float
       scale (Σ α_m·B_m fits the kernel, Σ β_n·A_n the input) and the BN (forced on by the
       benchmark) cost −1.9 and −12.7 points, so the `abc` recipe gets none.
-    Each such change is listed in `Binarized.changes` and in a warning.
+    Each kind of change is one line of `Binarized.changes` (naming the layers, numbered runs
+    compactly: `'conv2d_1' … 'conv2d_18'`) and of a warning.
 
     ```python
     binarized = tfbin.binarize(float_model, "irnet", epochs=10)
@@ -347,9 +438,14 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
     # Arguments
         recipe: a recipe name, config or `Recipe`.
         epochs: the length of the recipe's schedules (needed by recipes that sharpen).
+        insert_batch_norm: `"auto"` (default), `"always"` or `"never"`: where a float model gets
+            a BatchNormalization in front of a binarized layer (above). A larq model's graph is
+            never changed.
         **overrides: parameters of the named recipe (e.g. `t_min=0.01`).
     """
     _graph.check_rebuildable(model, "binarize")
+    if insert_batch_norm not in _INSERT_MODES:
+        raise ValueError(f"insert_batch_norm must be one of {_INSERT_MODES}, got {insert_batch_norm!r}.")
     if isinstance(recipe, str):
         if epochs is not None:
             overrides["epochs"] = epochs
@@ -373,9 +469,9 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, **overrides)
     changes = []
     if not any(_is_larq_binary_weight_layer(l) for l in model.layers):  # a larq model chose its own graph
         scaled = recipe.layer_type is not None and getattr(LAYER_TYPES[recipe.layer_type][0], "float_scaled_output", False)
-        model, changes = _prepare_float_model(model, set(targets), normalize_outputs=not scaled)
+        model, changes = _prepare_float_model(model, set(targets), normalize_outputs=not scaled, insert_batch_norm=insert_batch_norm)
         if changes:
-            warnings.warn("tfbin.binarize changed the float graph: " + "; ".join(changes), stacklevel=2)
+            warnings.warn("tfbin.binarize changed the float graph:\n" + "\n".join(f"- {c}" for c in changes), stacklevel=2)
     quiet = _quiet.starved_weights_intended() if recipe.kernel_constraint is None else contextlib.nullcontext()
     with quiet:
         new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
