@@ -46,10 +46,26 @@ FIGURES = {
     ),
     "pbgnet_prior_kl_gain": ("test_pbgnet.py", "prior_figures", ">", 0.0, "KL from the initialization minus from a pretrained prior"),
     "abr_mean_slope_growth": ("test_losses.py", "slope_growth", ">", 0.0, "mean ABR slope after 3 epochs minus before"),
+    "pbgnet_export_tie_free_fraction": (
+        "test_pbgnet.py", "export_figures", ">", 0.5, "tie-free fraction of 400 inputs, mean-weight sign net after 2 epochs",
+    ),
+    "tuning_objective_soft_hard_gap": (
+        "test_tuning.py", "objective_figures", ">", 0.0, "soft minus hard validation accuracy of a 1-epoch trial",
+    ),
+    "multiworker_weight_gap": (
+        "test_distributed.py", "multiworker_figures", "<", 1e-5,
+        "max |two workers - one device| - 1e-4 |one device| over the trained weights",
+    ),
+    "multiworker_loss_gap": (
+        "test_distributed.py", "multiworker_figures", "<", 1e-4, "max relative gap of the logged losses, two workers vs one device",
+    ),
+    "multiworker_moved": ("test_distributed.py", "multiworker_figures", ">", 1e-3, "max |trained - initial weight|, one device"),
 }
 
 
 def _worker(module_file: str, function: str, seed: int) -> None:
+    import tfbin  # noqa: F401  (selects Keras 2 before a test module imports TensorFlow)
+
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     spec = importlib.util.spec_from_file_location(module_file[:-3], os.path.join(ROOT, "tests", module_file))
     module = importlib.util.module_from_spec(spec)

@@ -169,6 +169,7 @@ def test_one_weight_base_and_one_activation_base_is_a_plain_sign_scale_bnn(rng):
     np.testing.assert_allclose(abc(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.margin(exact="layer types, configs and copied kernels; after one epoch the ABC shifts and scales differ from their initial values")
 def test_abc_recipe_swaps_conv_and_dense_for_abc_layers_and_keeps_weights():
     recipe = recipes.get("abc", weight_bases=2, activation_bases=3)
     assert "abc" in recipes.available() and recipes.Recipe.from_json(recipe.to_json()) == recipe
@@ -289,6 +290,7 @@ def test_unknown_spatial_size_pads_like_the_static_one(rng):
     np.testing.assert_array_equal(dynamic, static)
 
 
+@pytest.mark.margin(exact="saturation 1.0 of ABC layers, which are hard by construction; the contrastive loss's error message")
 def test_monitor_and_contrastive_loss_with_abc_layers():
     model = abc_model()
     x = np.random.default_rng(0).normal(size=(32, 10, 10, 2)).astype("float32")

@@ -44,6 +44,7 @@ def compiled(model):
     return model
 
 
+@pytest.mark.margin(exact="sharpness values against the schedule's formula at each epoch, and their logged values")
 def test_scheduler_sets_every_same_named_weight_per_epoch_and_logs_it():
     model = compiled(tiny_model())
     ede = schedules.ede(0.1, 10, epochs=4)
@@ -56,6 +57,7 @@ def test_scheduler_sets_every_same_named_weight_per_epoch_and_logs_it():
     np.testing.assert_allclose(history.history["t"], [ede["t"](e) for e in range(4)], rtol=1e-6)
 
 
+@pytest.mark.margin(exact="sharpness at every batch against the schedule's formula at fractional epochs")
 def test_scheduler_per_batch_uses_fractional_epochs():
     model = compiled(tiny_model())
     schedule = schedules.Linear(1, 9, epochs=2)
@@ -75,6 +77,7 @@ class Interrupt(tf.keras.callbacks.Callback):
         self.model._tfbin_epoch = epoch
 
 
+@pytest.mark.margin(exact="sharpness at every batch of the resumed run against the uninterrupted run's (the schedule's formula); batch counts")
 def test_resume_after_a_real_interruption_gives_the_same_values(tmp_path):
     x, y = tiny_data()
     schedule = schedules.Exponential(1, 100, epochs=5)
@@ -99,6 +102,7 @@ def test_resume_after_a_real_interruption_gives_the_same_values(tmp_path):
     np.testing.assert_allclose(resumed, uninterrupted[8:], rtol=1e-6)  # resumes at epoch 2
 
 
+@pytest.mark.margin(exact="fit fails at train begin, before any step: error type and message")
 def test_unknown_sharpness_name_lists_the_known_ones():
     model = compiled(tiny_model())
     x, y = tiny_data()
@@ -195,6 +199,7 @@ print(json.dumps({
 
 
 @pytest.mark.slow
+@pytest.mark.margin(exact="weights and optimizer state bitwise equal under op determinism; counts of variables and epochs")
 def test_resumed_run_ends_bitwise_on_the_uninterrupted_weights_under_op_determinism(tmp_path):
     """irnet_cmim (schedules, BN statistics, contrastive heads and memory bank, Adam state):
     interrupted mid-epoch 2 and resumed in a new model, it ends on exactly the weights and

@@ -56,7 +56,7 @@ def test_data_with_an_empty_manual_dir_fails_in_one_line(tmp_path):
 
 def test_data_unknown_name():
     result = tfbin("data", "imagenet2012")
-    assert result.returncode == 1 and "built-in datasets are ['fashion_mnist', 'mnist']" in result.stderr
+    assert result.returncode == 1 and "built-in datasets are ['cifar10', 'fashion_mnist', 'mnist']" in result.stderr
 
 
 @pytest.mark.parametrize("option, value, expected", [
@@ -65,6 +65,7 @@ def test_data_unknown_name():
     ("--input-shape", "abc", "argument --input-shape: expected H,W,C (three positive integers, e.g. 32,32,3), got 'abc'"),
     ("--epochs", "0", "argument --epochs: must be > 0, got 0"),
 ])
+@pytest.mark.margin(exact="the command fails at option parsing, before training: exit code 2, message, no --out folder")
 def test_bad_numbers_name_their_option(tmp_path, option, value, expected):
     out = tmp_path / "run"
     result = tfbin("train", option, value, "--out", str(out))
@@ -72,6 +73,7 @@ def test_bad_numbers_name_their_option(tmp_path, option, value, expected):
     assert not out.exists()
 
 
+@pytest.mark.margin(exact="parsed option values only (it parses a `train` argv; nothing trains)")
 def test_sample_counts_accept_all():
     args = cli.build_parser().parse_args(["train", "--train-samples", "all", "--test-samples", "7"])
     assert args.train_samples is None and args.test_samples == 7
@@ -82,6 +84,7 @@ def test_sample_counts_accept_all():
     ("--dataset", "nope", "Unknown dataset 'nope'"),
     ("--model", "nope", "Unknown model 'nope'"),
 ])
+@pytest.mark.margin(exact="the command fails before training: exit code, message, no --out folder")
 def test_a_failed_start_leaves_no_out_folder(tmp_path, flag, value, message):
     out = tmp_path / "run"
     line = one_line_error(tfbin("train", flag, value, "--out", str(out)))
@@ -89,6 +92,7 @@ def test_a_failed_start_leaves_no_out_folder(tmp_path, flag, value, message):
     assert not out.exists()
 
 
+@pytest.mark.margin(exact="the command fails before training: exit code, message, the folder left as it was")
 def test_a_failed_start_keeps_a_folder_that_existed(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
@@ -97,6 +101,7 @@ def test_a_failed_start_keeps_a_folder_that_existed(tmp_path):
     assert os.listdir(out) == ["notes.txt"]
 
 
+@pytest.mark.margin(exact="the command fails before training: exit code, message, no --out folder")
 def test_data_dir_missing_or_without_classes(tmp_path):
     out = tmp_path / "run"
     line = one_line_error(tfbin("train", "--data-dir", str(tmp_path / "none"), "--out", str(out)))
@@ -107,6 +112,7 @@ def test_data_dir_missing_or_without_classes(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.margin(exact="the command fails at the image scan, before training: exit code, message, no --out folder")
 def test_data_dir_with_a_corrupt_image_names_it(image_folder, tmp_path):
     out = tmp_path / "run"
     line = one_line_error(tfbin("train", "--data-dir", str(image_folder), "--out", str(out), "--epochs", "1"))
@@ -115,6 +121,7 @@ def test_data_dir_with_a_corrupt_image_names_it(image_folder, tmp_path):
     assert not out.exists()  # no recipe.json, no tensorboard/
 
 
+@pytest.mark.margin(exact="the command fails before training: exit code, the one message, nothing on stdout, no --out folder")
 def test_data_dir_with_too_few_images_says_so_once(tmp_path):
     for label in ("a", "b"):
         (tmp_path / "few" / label).mkdir(parents=True)
@@ -136,6 +143,7 @@ def test_input_shape_comes_from_the_model_or_the_images():
 
 
 @pytest.mark.parametrize("state", ["missing", "empty"])
+@pytest.mark.margin(exact="the command fails before training: exit code and message")
 def test_resume_needs_a_run_to_continue(tmp_path, state):
     out = tmp_path / "run"
     if state == "empty":
@@ -146,6 +154,7 @@ def test_resume_needs_a_run_to_continue(tmp_path, state):
     assert out.exists() == (state == "empty")
 
 
+@pytest.mark.margin(exact="the command fails before training: exit code and the traceback's message")
 def test_verbose_works_after_the_verb(tmp_path):
     result = tfbin("train", "--resume", "--out", str(tmp_path / "run"), "--verbose")
     assert result.returncode == 1 and "Traceback" in result.stderr and "there is no run to continue" in result.stderr
@@ -216,6 +225,7 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow  # ~25 s: one tiny training, shared by the three tests below
+@pytest.mark.margin(exact="the printed lines before and of the start paragraph, and the absence of log noise")
 def test_nothing_is_printed_before_the_start_paragraph(tiny_run):
     out, printed = tiny_run
     lines = printed.splitlines()
@@ -235,6 +245,7 @@ def test_nothing_is_printed_before_the_start_paragraph(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.margin(exact="names and permission bits of the files of a tiny run")
 def test_files_get_the_umask_permissions(tiny_run):
     out, _ = tiny_run
     modes = {}
@@ -247,6 +258,7 @@ def test_files_get_the_umask_permissions(tiny_run):
 
 
 @pytest.mark.slow
+@pytest.mark.margin(exact="summary fields of a tiny run: names, image counts, epochs, seed")
 def test_summary_records_what_ran(tiny_run):
     out, _ = tiny_run
     summary = json.loads((out / "summary.json").read_text())

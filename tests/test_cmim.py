@@ -58,6 +58,7 @@ def test_same_label_negatives_are_left_out():
     assert ContrastiveMI(temperature=0.5).info_nce(a, a, memory).numpy() > expected + 0.1
 
 
+@pytest.mark.margin(exact="the bank's labels and ring-buffer counters against the batch order")
 def test_the_bank_keeps_the_labels_of_its_entries(rng):
     wrapped = ContrastiveMI(bank_size=24, projection_dim=8).wrap(_model())
     wrapped.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
@@ -167,6 +168,7 @@ def test_loss_value_and_gradients_reach_heads_and_binarized_layers(rng):
     assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
 
 
+@pytest.mark.margin(exact="configs and weight counts, bank fill count, finite losses, the two .tflite files byte-equal up to tensor names")
 def test_wrap_trains_with_fit_and_leaves_no_trace_in_inner(rng, tmp_path):
     model = _model()
     never_wrapped = tf.keras.models.clone_model(model)  # same layer names and config
@@ -193,6 +195,7 @@ def test_wrap_trains_with_fit_and_leaves_no_trace_in_inner(rng, tmp_path):
     assert a.op_histogram == b.op_histogram
 
 
+@pytest.mark.margin(exact="restored heads and bank bitwise equal to the saved ones; fill count")
 def test_training_model_checkpoint_restores_heads_and_bank(rng, tmp_path):
     wrapped = ContrastiveMI(bank_size=16, projection_dim=8).wrap(_model())
     wrapped.compile("adam", "sparse_categorical_crossentropy")
@@ -251,6 +254,7 @@ def test_distillation_value_against_the_formula(rng):
 
 
 @pytest.mark.slow
+@pytest.mark.margin(exact="replica count, bank fill count, banks equal across replicas, finite losses, unit-norm bank entries (the normalization's formula)")
 def test_mirrored_strategy_trains_with_the_contrastive_loss(tmp_path):
     script = textwrap.dedent(
         """

@@ -30,6 +30,7 @@ def test_mean_centered_clip_round_trips_through_keras_serialization():
     assert isinstance(tf.keras.constraints.get("mean_centered_clip"), MeanCenteredClip)
 
 
+@pytest.mark.margin(exact="binarized kernels' input-channel means against 0 (the constraint's formula on the trained weights; init + 2 Adam steps stay far below the clip at 1); float kernels left uncentred")
 def test_dab_mean_center_keeps_every_binarized_kernel_centred_while_training():
     model, callbacks = tfbin.models.build("lenet_bnn", tfbin.recipes.get("dab", mean_center=True))
     model.compile("adam", "sparse_categorical_crossentropy")

@@ -20,6 +20,7 @@ def _fit(model, x, y, callbacks, epochs=2):
 
 
 @pytest.mark.parametrize("v, expected", [(1e9, 1.0), (1e-6, 0.0)])
+@pytest.mark.margin(exact="lr 0, nothing trains: saturation 1.0 at v = 1e9 and 0.0 at v = 1e-6")
 def test_saturation_of_a_model_in_a_known_state(rng, v, expected):
     model = models.build("lenet_bnn", "self_binarizing", epochs=2).model
     randomize_batch_norm(model, 0)
@@ -31,6 +32,7 @@ def test_saturation_of_a_model_in_a_known_state(rng, v, expected):
         assert history[f"saturation_{layer.name}"] == [expected]
 
 
+@pytest.mark.margin(exact="lr 0, nothing trains: flip ratios 0 and 1 after negating the kernels; the monitor's accuracies against evaluate() on the same weights")
 def test_accuracies_are_soft_and_hard_evaluations_and_flips_are_counted(rng):
     model = models.build("lenet_bnn", "self_binarizing", epochs=2).model
     randomize_batch_norm(model, 0)
@@ -51,6 +53,7 @@ def test_accuracies_are_soft_and_hard_evaluations_and_flips_are_counted(rng):
     np.testing.assert_allclose(history["soft_hard_gap"][-1], soft - hard, atol=1e-6)
 
 
+@pytest.mark.margin(exact="lr 0, nothing trains: saturation 1.0 of sign-forward quantizers; error messages")
 def test_sign_forward_quantizers_are_saturated_and_bad_input(rng):
     model = models.build("lenet_bnn", "ste").model
     x, y = _data(rng, 32)

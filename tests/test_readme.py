@@ -20,6 +20,7 @@ def run(code, cwd):
 
 
 @pytest.mark.slow
+@pytest.mark.margin(exact="the quick start exits 0 and exports one LceBconv2d into a non-empty file")
 def test_quick_start_runs(tmp_path):
     block = re.search(r"## Quick start\s+```python\n(.*?)```", README.read_text(), re.S).group(1)
     result = run(block, tmp_path)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -30,6 +31,7 @@ def _data(n=128, seed=0):
     )
 
 
+@pytest.mark.margin(exact="each trial's sharpness against EDE's formula at its values; the best recipe's params against the best trial's values")
 def test_space_values_reach_the_sharpness_weights_of_the_trained_model(tmp_path):
     space = tuning.SearchSpace("irnet", t_min=(0.2, 0.5), t_max=(2.0, 4.0), update_freq="epoch")
     tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=2, max_epochs=2, directory=str(tmp_path), seed=1)
@@ -70,6 +72,31 @@ def test_every_corner_of_a_recipes_search_range_builds(recipe):
         assert all(built.params[k] == v for k, v in zip(ranges, corner))
 
 
+def _objective_search(directory, seed=0):
+    """One 1-epoch trial of lenet_bnn + self_binarizing with v kept small, on 256 images of a
+    10-class task (seed: data, initial weights, the trial's values): (tuner, trial, validation set)."""
+    tf.keras.utils.set_random_seed(seed)
+    # v stays small and nothing finishes on the hard forward: tanh(v·x) is far from sign(x).
+    space = tuning.SearchSpace("self_binarizing", v_end=(0.6, 0.7), v_kernel_end=0.65, finish=0.0, lr=1e-2)
+    tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=1, max_epochs=1, directory=directory, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (768, 28, 28, 1)).astype("float32")
+    y = x[:, :, :20, 0].reshape(768, 28, 10, 2).mean((1, 3)).argmax(1)  # 10 classes: the brightest band
+    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(32)
+    validation = tf.data.Dataset.from_tensor_slices((x[256:], y[256:])).batch(128)
+    tuner.search(train, validation)
+    return tuner, tuner.best_trial(), validation
+
+
+def objective_figures(seed=0):
+    """The trained figure `test_the_objective_is_the_hard_accuracy` bounds: how far the trial's
+    soft accuracy lies from its score, the hard one (> 0, or the test could not tell them apart)."""
+    with tempfile.TemporaryDirectory() as directory:
+        _, trial, _ = _objective_search(directory, seed)
+        return {"tuning_objective_soft_hard_gap": abs(trial.metrics.get_last_value("val_soft_accuracy") - trial.score)}
+
+
+@pytest.mark.margin("tuning_objective_soft_hard_gap")
 def test_the_objective_is_the_hard_accuracy(tmp_path, monkeypatch):
     # The BN statistics as trained, read when the tuner recalibrates (the saved model has the
     # statistics it kept, so only this shows which).
@@ -80,16 +107,7 @@ def test_the_objective_is_the_hard_accuracy(tmp_path, monkeypatch):
         return tfbin.recalibrate(model, *args, **kwargs)
 
     monkeypatch.setattr(tuning.tuners, "recalibrate", recalibrate)
-    # v stays small and nothing finishes on the hard forward: tanh(v·x) is far from sign(x).
-    space = tuning.SearchSpace("self_binarizing", v_end=(0.6, 0.7), v_kernel_end=0.65, finish=0.0, lr=1e-2)
-    tuner = tuning.RandomSearch("lenet_bnn", space, max_trials=1, max_epochs=1, directory=str(tmp_path))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (768, 28, 28, 1)).astype("float32")
-    y = x[:, :, :20, 0].reshape(768, 28, 10, 2).mean((1, 3)).argmax(1)  # 10 classes: the brightest band
-    train = tf.data.Dataset.from_tensor_slices((x[:256], y[:256])).batch(32)
-    validation = tf.data.Dataset.from_tensor_slices((x[256:], y[256:])).batch(128)
-    tuner.search(train, validation)
-    trial = tuner.best_trial()
+    tuner, trial, validation = _objective_search(str(tmp_path), seed=0)
     model = tuner.load_model(trial)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     norms = _batch_norms(model)
@@ -108,6 +126,8 @@ def test_the_objective_is_the_hard_accuracy(tmp_path, monkeypatch):
         bn.moving_variance.assign(variance)
     soft = model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
     assert trial.metrics.get_last_value("val_soft_accuracy") == pytest.approx(soft, abs=1e-6)
+    # Bound: soft and hard accuracies differ (tuning_objective_soft_hard_gap > 0), so that the
+    # score's check above tells them apart; the measured spread is in bench/results/test_margins.json.
     with tfbin.hard(model):
         assert soft != model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]
 
@@ -130,6 +150,7 @@ class _Steps(tf.keras.callbacks.Callback):
         self.runs[-1]["batches"][-1] += 1
 
 
+@pytest.mark.margin(exact="batches per epoch and trial counts, t against EDE's formula, the best trial is the highest-scored full-data one, printed rows")
 def test_hyperband_lower_rungs_train_whole_schedules_on_a_fraction_of_the_data(tmp_path):
     steps, printed = _Steps(), []
     train, validation = _data(n=256)  # 6 training batches
@@ -163,6 +184,7 @@ class _Rates(tf.keras.callbacks.Callback):
         self.runs[-1].append(float(self.model.optimizer.learning_rate))
 
 
+@pytest.mark.margin(exact="Adam's rate at every step against the cosine formula over each trial's own steps; counts")
 def test_a_cosine_trial_decays_adams_rate_to_zero_over_its_own_steps(tmp_path):
     rates = _Rates()
     train, validation = _data(n=256)  # 6 training batches
@@ -187,6 +209,7 @@ def test_learning_rate_decays_are_checked():
         tuning.SearchSpace("irnet", lr_decay=(0.0, 1.0))
 
 
+@pytest.mark.margin(exact="trial counts and statuses after reloading")
 def test_search_resumes_in_the_same_directory(tmp_path):
     train, validation = _data()
     first = tuning.RandomSearch("lenet_bnn", "ste", max_trials=1, max_epochs=1, directory=str(tmp_path), seed=0)
@@ -261,6 +284,7 @@ def test_distributed_chief_and_two_workers_finish_their_trials(tmp_path):
     assert all("val_hard_accuracy" in t["metrics"]["metrics"] for t in trials)
 
 
+@pytest.mark.margin(exact="trial ids, the first trial's default values, printed scores against the summary, the trained recipe's params, error messages")
 def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(tmp_path, capsys):
     from tfbin.jobs.train import train
     from tfbin.jobs.tune import tune
@@ -299,6 +323,7 @@ def test_tune_job_writes_its_files_and_train_trains_the_best_recipe_with_its_lr(
              train_samples=256, validation_samples=128)
 
 
+@pytest.mark.margin(exact="search fails before any trial: messages, no trial")
 def test_setup_errors_stop_before_any_trial(tmp_path):
     train, validation = _data()
     tuner = tuning.Hyperband("lenet_bnn", "irnet", max_epochs=1, budget=3, directory=str(tmp_path))
@@ -320,6 +345,7 @@ def test_recipe_search_declarations_are_checked_where_they_are_registered():
     assert tuning.SearchSpace("irnet_cmim", bank_size=[1024, 4096]).entries["bank_size"][1] == 1024  # the default stays
 
 
+@pytest.mark.margin(exact="recipe params and schedule configs of the committed files (nothing trains: the scan reads its `__file__` as running this module)")
 def test_the_committed_searched_recipes_rebuild_for_other_run_lengths_with_their_learning_rate():
     # bench/results/searched/*.json are what docs/api.md tells users to pass to `tfbin train --recipe`.
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "results", "searched")
