@@ -19,3 +19,17 @@ def _seed():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# The CIFAR-10 JPEG copy beside the repository (never inside it): ../shared/datasets/.
+CIFAR10_JPEG_TAR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "cifar10-jpeg.tar.gz"))
+
+
+@pytest.fixture
+def cifar10_jpeg_tar():
+    """Path of the shared CIFAR-10 JPEG copy (60,000 images as `cifar10/{train,test}/<class>/NNNN.jpg`);
+    skips the test when it is absent."""
+    if not os.path.isfile(CIFAR10_JPEG_TAR):
+        pytest.skip(f"the CIFAR-10 JPEG copy is not on this machine ({CIFAR10_JPEG_TAR}, i.e. "
+                    "../shared/datasets/cifar10-jpeg.tar.gz relative to the repository)")
+    return CIFAR10_JPEG_TAR

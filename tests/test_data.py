@@ -35,7 +35,7 @@ def test_split_strings_are_tfds_splits():
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"'cifar100'.*\['fashion_mnist', 'mnist'\]"):
+    with pytest.raises(ValueError, match=r"'cifar100'.*\['cifar10', 'fashion_mnist', 'mnist'\]"):
         data.load("cifar100")
 
 

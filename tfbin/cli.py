@@ -1,6 +1,7 @@
 """The `tfbin` command.
 
-    tfbin data [NAME ...] [--data-dir DIR] [--manual-dir DIR]   prepare datasets (offline-first)
+    tfbin data [NAME ...] [--data-dir DIR] [--manual-dir PATH [--skip-bad-images]]
+                                                                prepare datasets (offline-first)
     tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] [--unsafe]
                                                                 convert and verify with LCE
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
@@ -24,11 +25,24 @@ import time
 def _cmd_data(args) -> int:
     from tfbin import data
 
+    if args.manual_dir and not args.names:
+        raise ValueError("--manual-dir needs the name of the dataset whose files it holds (e.g. tfbin data cifar10 --manual-dir PATH).")
     for name in args.names or data.available():
         start = time.time()
-        builder = data.prepare(name, data_dir=args.data_dir, manual_dir=args.manual_dir)
+        # With no names: the default datasets as before; the others only from a source on this
+        # machine (an offline download attempt takes minutes to fail), else a one-line note.
+        optional = not args.names and name not in data.DEFAULT_DATASETS
+        try:
+            builder = data.prepare(name, data_dir=args.data_dir, manual_dir=args.manual_dir,
+                                   skip_bad_images=args.skip_bad_images, download=not optional)
+        except data.DataUnavailableError:
+            if not optional:
+                raise
+            print(f"{name}: not prepared, no source on this machine (skipped); to add it: tfbin data {name} --manual-dir PATH")
+            continue
         splits = {str(k): v.num_examples for k, v in builder.info.splits.items()}
-        print(f"{name}: ready in {builder.data_dir} ({splits}; {time.time() - start:.1f} s)")
+        print(f"{name}: ready in {builder.data_dir} ({data.source(name, data_dir=args.data_dir)}; {splits}; "
+              f"{time.time() - start:.1f} s)")
     return 0
 
 
@@ -182,9 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], formatter_class=_Help, **kwargs)
 
     p = verb("data", help="prepare datasets (offline-first)")
-    p.add_argument("names", nargs="*", help="datasets (default: all built-in)")
+    p.add_argument("names", nargs="*",
+                   help="datasets (default: all built-in; those without a source on this machine, like cifar10, "
+                        "are noted and skipped)")
     p.add_argument("--data-dir", default=None, help="TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
-    p.add_argument("--manual-dir", default=None, help="directory holding the dataset's upstream .gz files")
+    p.add_argument("--manual-dir", default=None,
+                   help="mnist, fashion_mnist: a directory holding the four upstream .gz files; cifar10: a folder or "
+                        ".tar.gz of images laid out as [top/]{train,test}/<class>/<image>")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="cifar10 --manual-dir: leave out (and count) files that are not readable 32x32 images "
+                        "instead of stopping")
     p.set_defaults(run=_cmd_data)
 
     p = verb("export", help="convert a saved model (.h5, .keras, SavedModel) into a binary .tflite")
