@@ -13,8 +13,9 @@ op each binarized layer became, the op histogram, size against the float TFLite 
 architecture and the 1-bit limit, Keras-vs-TFLite parity, and host latency.
 """
 from tfbin.export.converter import ExportError, convert, float_twin
+from tfbin.export.evaluate import tflite_accuracy
 from tfbin.export.flatbuffer import op_histogram
 from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import RewriteError
 
-__all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin"]
+__all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin", "tflite_accuracy"]

@@ -199,25 +199,6 @@ def _recalibrate_if_it_helps(model, train_ds, batch_size, steps=100, check_image
     return recalibrate(model, train_ds.batch(batch_size), steps=steps, check=train_ds.take(check_images).batch(512))
 
 
-def _tflite_accuracy(flatbuffer: bytes, test_ds, keras_model, batch_size):
-    """Accuracy of the `.tflite` on the whole test set (LCE interpreter), its argmax agreement
-    with the hard Keras model on the same images, and the hard Keras model's accuracy."""
-    import larq_compute_engine as lce
-
-    interpreter = lce.testing.Interpreter(flatbuffer, num_threads=2, use_reference_bconv=False)
-    correct, agree, keras_correct, total = 0, 0, 0, 0
-    with hard(keras_model):
-        for x, y in test_ds.batch(batch_size):
-            x = x.numpy()
-            lite = np.asarray(interpreter.predict(x)).reshape(len(x), -1).argmax(-1)
-            keras = keras_model.predict_on_batch(x).argmax(-1)
-            correct += int((lite == y.numpy()).sum())
-            agree += int((lite == keras).sum())
-            keras_correct += int((keras == y.numpy()).sum())
-            total += len(x)
-    return correct / total, agree / total, keras_correct / total
-
-
 def _comparable(config):
     """A recipe config without the instance names Keras gives its quantizers (`ede_sign_1`)."""
     if isinstance(config, (list, tuple)):
@@ -369,7 +350,8 @@ def train(
         report_path=os.path.join(out, "model.report.json"),
     )
     with open(tflite_path, "rb") as f:
-        tflite_accuracy, agreement, hard_accuracy = _tflite_accuracy(f.read(), test_ds, deployed, 512)
+        scored = export.tflite_accuracy(f.read(), test_ds, deployed, 512)
+        tflite_accuracy, agreement, hard_accuracy = scored["tflite_accuracy"], scored["agreement"], scored["keras_accuracy"]
     binary_layers = sum(r["lce_op"] == "LceBconv2d" for r in export_report.layers)
     summary = {
         "model": model,
