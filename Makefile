@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install system-deps data test test-fast test-compat demo bench clean
+.PHONY: install system-deps data test test-slow test-fast test-compat mutations demo bench clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,16 @@ system-deps:
 data: install system-deps
 	$(PY) -m tfbin.cli data
 
-# Tests that need a dataset skip (saying why) when it cannot be had on this machine.
+# Tests that need a dataset skip (saying why) when it cannot be had on this machine. Tests marked
+# `release` (the longest checks of what other tests cover more cheaply) run in `make test-slow`.
 test: install system-deps
 	$(PY) -m tfbin.cli data || echo "warning: datasets unavailable; their tests will be skipped"
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m "not release" --durations=15
+
+# At release: the tests `make test` leaves out (see README, Two commands).
+test-slow: install system-deps
+	$(PY) -m tfbin.cli data || echo "warning: datasets unavailable; their tests will be skipped"
+	$(PY) -m pytest -q -m release --durations=15
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
@@ -56,6 +62,15 @@ $(COMPAT_VENV)/.installed: setup.py pyproject.toml
 test-compat: $(COMPAT_VENV)/.installed system-deps
 	$(COMPAT_VENV)/bin/python -c "import tfbin, tensorflow as tf, tf_keras; print('TensorFlow', tf.__version__, 'tf-keras', tf_keras.__version__)"
 	$(COMPAT_VENV)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider $(COMPAT_TESTS)
+
+# Mutation check, not part of `make test`: one formula or rule of the library broken at a time in a
+# temporary copy laid out as installed, and the tests that must notice run on it (tests/mutations.py;
+# about 15 minutes on 2 busy cores). Exits non-zero if a mutation survives; the last full run is in
+# docs/reliability.md (Mutations). E.g. MUTATIONS_ARGS="--only libra_not_centred --json out.json".
+MUTATIONS_ARGS ?=
+
+mutations: install
+	$(PY) tests/mutations.py $(MUTATIONS_ARGS)
 
 # The main job with the defaults: fmnist_small + irnet on Fashion-MNIST, 3 epochs (a fresh demo_out/).
 demo: data
