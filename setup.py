@@ -38,6 +38,6 @@ setup(
         "scikit-learn",
         "scipy",
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5,<4", "hypothesis>=6"]},
     entry_points={"console_scripts": ["tfbin=tfbin.cli:main"]},
 )

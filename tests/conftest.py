@@ -33,3 +33,16 @@ def cifar10_jpeg_tar():
         pytest.skip(f"the CIFAR-10 JPEG copy is not on this machine ({CIFAR10_JPEG_TAR}, i.e. "
                     "../shared/datasets/cifar10-jpeg.tar.gz relative to the repository)")
     return CIFAR10_JPEG_TAR
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With TFBIN_PEAK_RSS_LOG=PATH, each pytest process (every xdist worker too) appends its
+    peak resident memory (VmHWM) to PATH: how `make test`'s memory figure is measured."""
+    path = os.environ.get("TFBIN_PEAK_RSS_LOG")
+    if not path:
+        return
+    with open("/proc/self/status") as f:
+        peak = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(path, "a") as f:
+        f.write(f"{worker} {int(peak) / 1024 / 1024:.2f} GiB\n")
