@@ -14,10 +14,16 @@ defaults. `--epochs` trains longer runs (the recipes' schedules span them), kept
 `--lr-decay cosine` decays Adam's rate to 0 over the run (recorded per run, shown in the arm's label).
 Arms:
 
-- `float`: the same net in full precision (no recipe);
-- `ste`, `abr`, `self_binarizing`, `irnet`, `dab`, `irnet_cmim`: the recipes (schedules span
-  the 3 epochs), scored by **hard** test accuracy (what the exported model computes);
-- `irnet_kd`: `irnet` plus `tfbin.losses.Distillation` from the `float` arm of the same seed;
+- `float`: the float net one would deploy, `fmnist_small(activation="relu")` (ReLU after every
+  hidden BatchNorm), the full-precision reference;
+- `float_linear`: the net the recipes binarize, left in full precision with no activation
+  (nearly linear: only its max-pools are not). It was the `float` arm before issue #38; its
+  committed runs are labelled `float_linear` in the results;
+- `ste`, `approx_sign`, `swish_sign`, `bireal`: larq's baselines (`tfbin.recipes.LARQ_BASELINES`);
+- `abr`, `self_binarizing`, `irnet`, `dab`, `irnet_cmim`: the papers' recipes (schedules span
+  the 3 epochs); every recipe is scored by **hard** test accuracy (what the exported model computes);
+- `irnet_kd`: `irnet` plus `tfbin.losses.Distillation` from the `float_linear` arm of the same
+  seed (the teacher its committed runs had);
 - `abc`, `blrnet`: ABC-Net and BLRNet.
 
 Per run it records soft and hard accuracy, their gap, the median per-step time of epochs 2–3,
@@ -25,8 +31,8 @@ the hard accuracy after `tfbin.recalibrate`, and the **deployed** accuracy: what
 ships, the recalibrated model if its hard accuracy on the first 2,000 training images does not
 drop, else the model as trained (the scored images are not consulted). Results are written after
 every run (atomically) and a rerun skips the runs already done, so an interrupted benchmark
-continues; a binary run recorded before the deployed figure existed is run again and replaced. Teachers (`float` runs) are kept in `--teacher-dir` so that
-`irnet_kd` reuses them across invocations. Budget: ≈ 6–10 min per run on 2 cores, 54 runs for
+continues; a binary run recorded before the deployed figure existed is run again and replaced. Teachers (`float_linear` runs) are kept in `--teacher-dir` so that
+`irnet_kd` reuses them across invocations. Budget: ≈ 6–10 min per run on 2 cores, 90 runs for
 the full grid: several hours, run in the background and resumed across sessions.
 """
 import argparse
@@ -47,7 +53,9 @@ import tensorflow as tf  # noqa: E402
 from tfbin import _io, data, losses, models, recipes  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
-ARMS = ["float", "ste", "abr", "abr_float_weights", "self_binarizing", "irnet", "dab", "irnet_cmim", "irnet_kd", "abc", "blrnet"]
+ARMS = ["float", "float_linear", "ste", "approx_sign", "swish_sign", "bireal", "abr", "abr_float_weights", "self_binarizing",
+        "irnet", "dab", "irnet_cmim", "irnet_kd", "abc", "blrnet"]
+FLOAT_ARMS = {"float": "relu", "float_linear": None}  # arm: fmnist_small's activation
 TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
 CHECK_IMAGES = 2000  # as tfbin train's recalibration check
@@ -86,10 +94,10 @@ def splits(dataset, seed, validation, train_images=None):
 
 
 def teacher(dataset, seed, args):
-    """The `float` arm's model of this seed, trained once and kept in `--teacher-dir`."""
+    """The `float_linear` arm's model of this seed, trained once and kept in `--teacher-dir`."""
     path = _teacher_path(dataset, seed, args)
     if not os.path.exists(path):
-        run("float", dataset, seed, args, save_to=path)
+        run("float_linear", dataset, seed, args, save_to=path)
     return tf.keras.models.load_model(path)
 
 
@@ -103,8 +111,8 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
     tf.keras.utils.set_random_seed(seed)
     train, score = splits(dataset, seed, args.validation, getattr(args, "train_images", None))
     callbacks = []
-    if arm == "float":
-        model = small.fmnist_small()
+    if arm in FLOAT_ARMS:
+        model = small.fmnist_small(activation=FLOAT_ARMS[arm])
     else:
         recipe = {"irnet_kd": "irnet", "abr_float_weights": "abr"}.get(arm, arm)
         overrides = dict(overrides or {})
@@ -133,7 +141,7 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
         with tfbin.hard(model):
             row["hard_accuracy"] = accuracy(model, score)
     row["soft_hard_gap"] = round(row["soft_accuracy"] - row["hard_accuracy"], 4)
-    if arm != "float":
+    if arm not in FLOAT_ARMS:
         # What `tfbin train` deploys: the BN statistics re-estimated on 100 training batches
         # (tfbin.recalibrate), kept when the hard accuracy on the first 2,000 training images does
         # not drop (the scored images are not consulted). Recalibrated anyway when that check
@@ -230,16 +238,16 @@ def main():
     row_key = lambda r: key(r["arm"], r["dataset"], r["seed"], r.get("overrides", {}), r.get("lr_decay", "constant"))  # noqa: E731
     # A binary run made before the recalibration check was recorded lacks its deployed figure:
     # it is run again, and the new row replaces it.
-    done = {row_key(r) for r in rows if r["arm"] == "float" or "hard_accuracy_deployed" in r}
+    done = {row_key(r) for r in rows if r["arm"] in FLOAT_ARMS or "hard_accuracy_deployed" in r}
     started = time.time()
     for seed in (int(s) for s in args.seeds.split(",")):
         for dataset in args.datasets.split(","):
             for arm in args.arms.split(","):
-                over = overrides if arm != "float" else {}
+                over = overrides if arm not in FLOAT_ARMS else {}
                 if key(arm, dataset, seed, over, args.lr_decay) in done:
                     continue
                 save_to = None
-                if arm == "float" and args.lr_decay == "constant":  # the teachers irnet_kd reads
+                if arm == "float_linear" and args.lr_decay == "constant":  # the teachers irnet_kd reads
                     save_to = _teacher_path(dataset, seed, args)
                 row = run(arm, dataset, seed, args, save_to=save_to, overrides=over, lr_decay=args.lr_decay)
                 row["overrides"] = over

@@ -96,6 +96,7 @@ def training_cost_table(data):
     return "\n".join(lines)
 
 
+FLOAT_ARMS = ("float", "float_linear")  # full precision: the ReLU net one would deploy, and the recipes' net left float
 PAPER_RECIPES = ("irnet", "self_binarizing", "abr", "dab", "irnet_cmim", "blrnet")  # each must reach ste (#14; blrnet: #20)
 
 
@@ -167,7 +168,7 @@ def _best_binary(summary):
     """(arm, mean, "deployed"/"hard") of the best binary arm on Fashion-MNIST among those with 3
     runs or more (the target is a mean of 3 seeds), deployed where every run has that figure."""
     fm = {a: r for a, r in summary.get("fashion_mnist", {}).items()
-          if a not in ("float", "abr_float_weights") and r["runs"] >= 3}
+          if a not in (*FLOAT_ARMS, "abr_float_weights") and r["runs"] >= 3}
     binary = {a: (r["hard_deployed_mean"], "deployed") if _all_deployed(r) else (r["hard_mean"], "hard") for a, r in fm.items()}
     if not binary:
         return None
@@ -210,8 +211,13 @@ def accuracy_table(data):
         lines += ["", f"Best binary arm on fashion_mnist with 3 or more runs: `{arm}` {value:.4f} ({kind}; target ≥ {BEST_TARGET}: {'met' if value >= BEST_TARGET else '**not met**'})."]
     lines += [
         "",
-        "`float` is the same net in full precision; `abr_float_weights` is ABR's paper setting (binary activations, float "
-        "weights: not an LCE binary net); `irnet_kd` is `irnet` plus `Distillation` from the `float` run of the same seed.",
+        "`float` is the float net one would deploy, `fmnist_small(activation=\"relu\")` (ReLU after every hidden BatchNorm); "
+        "`float_linear` is the net the recipes binarize left in full precision with no activation (nearly linear; "
+        "the `float` arm before issue #38 measured this net, and its runs are labelled so). "
+        "`approx_sign`, `swish_sign`, `bireal` are larq's baselines beside `ste` (Bi-Real Net's ApproxSign, BNN+'s SwishSign, "
+        "Bi-Real Net's ApproxSign with MagnitudeAwareSign kernels). "
+        "`abr_float_weights` is ABR's paper setting (binary activations, float "
+        "weights: not an LCE binary net); `irnet_kd` is `irnet` plus `Distillation` from the `float_linear` run of the same seed.",
         "Runs are added as they finish (`python bench/accuracy_bench.py` resumes); arms with fewer than 3 runs are partial.",
         "An arm shown with `key=value` ran its recipe with that parameter instead of the current default "
         "(e.g. `abr slope_growth=0.001`: `abr`'s default before it changed to 0).",
@@ -387,7 +393,7 @@ TABLES = {
 }
 
 
-RECIPES = ("float", "ste", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim", "abc", "blrnet")
+RECIPES = ("float", "float_linear", "ste", "approx_sign", "swish_sign", "bireal", "irnet", "dab", "self_binarizing", "abr", "irnet_cmim", "abc", "blrnet")
 
 
 def summary_table(results):
@@ -413,7 +419,7 @@ def summary_table(results):
         spread = f" ± {s['hard_std']:.4f}" if s and s["runs"] > 1 else ""
         tested = f"{s['hard_mean']:.4f}{spread} ({s['runs']})" if s else "not measured yet"
         ratio = f"{c['ratio_vs_ste']:.2f}×" if c else "—"
-        deployed = "—" if name == "float" else "not measured yet"
+        deployed = "—" if name in FLOAT_ARMS else "not measured yet"
         if s and s.get("deployed_runs"):
             d_spread = f" ± {s['hard_deployed_std']:.4f}" if s.get("hard_deployed_std") is not None else ""
             deployed = f"{s['hard_deployed_mean']:.4f}{d_spread} ({s['deployed_runs']})"

@@ -47,23 +47,35 @@ class ZeroPadShortcut(tf.keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
-def fmnist_small(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
+def _activation(name):
+    """`"hardtanh"` -> `HardTanh()`; any other name -> `tf.keras.layers.Activation(name)`."""
+    return HardTanh() if name == "hardtanh" else tf.keras.layers.Activation(name)
+
+
+def fmnist_small(input_shape=(28, 28, 1), num_classes: int = 10, activation: str | None = None) -> tf.keras.Model:
     """tfbin's Fashion-MNIST benchmark net: float 32-filter stem; convs 64 (+pool), 64,
-    128 (+pool) and a Dense 256 (binarized by the recipe); float classifier."""
+    128 (+pool) and a Dense 256 (binarized by the recipe); float classifier.
+
+    `activation`: None (default) is the form a recipe binarizes: no activation, the binarized
+    layers' input quantizers are the net's nonlinearities (left float, the net is nearly
+    linear: only its max-pools are not). A Keras activation name (`"relu"`) puts that
+    activation after every hidden BatchNorm, the stem's included: the float net one would
+    train and deploy, the float reference of the benchmarks."""
+    act = (lambda x: x) if activation is None else (lambda x: _activation(activation)(x))
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
-    x = _bn()(x)
+    x = act(_bn()(x))
     x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
     x = tf.keras.layers.MaxPooling2D(2)(x)
-    x = _bn()(x)
+    x = act(_bn()(x))
     x = tf.keras.layers.Conv2D(64, 3, padding="same", use_bias=False)(x)
-    x = _bn()(x)
+    x = act(_bn()(x))
     x = tf.keras.layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
     x = tf.keras.layers.MaxPooling2D(2)(x)
-    x = _bn()(x)
+    x = act(_bn()(x))
     x = tf.keras.layers.Flatten()(x)
     x = tf.keras.layers.Dense(256, use_bias=False)(x)
-    x = _bn()(x)
+    x = act(_bn()(x))
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
     return tf.keras.Model(inputs, outputs, name="fmnist_small")
 
@@ -95,9 +107,12 @@ def lenet_bnn(input_shape=(28, 28, 1), num_classes: int = 10) -> tf.keras.Model:
     return tf.keras.Model(inputs, outputs, name="lenet_bnn")
 
 
-def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
+def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10, activation: str = "hardtanh") -> tf.keras.Model:
     """IR-Net's VGG-Small (official code htqin/IR-Net, CIFAR-10/VGG-Small): conv0 128 float; convs 128 (+pool), 256, 256 (+pool),
-    512, 512 (+pool), each conv -> [pool] -> BN -> hardtanh; float classifier."""
+    512, 512 (+pool), each conv -> [pool] -> BN -> hardtanh; float classifier.
+
+    `activation`: `"hardtanh"` (default) is the BNN form a recipe binarizes; `"relu"` in its
+    place gives the float net of the papers' full-precision rows (any Keras activation name)."""
     inputs = tf.keras.Input(input_shape)
     x = inputs
     for filters, pool in [(128, False), (128, True), (256, False), (256, True), (512, False), (512, True)]:
@@ -105,18 +120,22 @@ def vgg_small(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
         if pool:
             x = tf.keras.layers.MaxPooling2D(2)(x)
         x = _bn()(x)
-        x = HardTanh()(x)
+        x = _activation(activation)(x)
     x = tf.keras.layers.Flatten()(x)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
     return tf.keras.Model(inputs, outputs, name="vgg_small")
 
 
-def resnet20(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
+def resnet20(input_shape=(32, 32, 3), num_classes: int = 10, activation: str = "hardtanh") -> tf.keras.Model:
     """IR-Net's CIFAR ResNet-20 1w1a (official code htqin/IR-Net, CIFAR-10/ResNet20/1w1a): a shortcut around every conv,
-    `out = hardtanh(BN(conv(x)) + shortcut(x))`; option-A shortcuts; stages 16/32/64 × 3 blocks."""
+    `out = hardtanh(BN(conv(x)) + shortcut(x))`; option-A shortcuts; stages 16/32/64 × 3 blocks.
+
+    `activation`: `"hardtanh"` (default) is the BNN form a recipe binarizes; `"relu"` in its
+    place gives the float reference (any Keras activation name). It keeps the binary net's
+    shortcut around every conv (He et al.'s ResNet-20 has one per two convs)."""
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = HardTanh()(_bn()(x))
+    x = _activation(activation)(_bn()(x))
     in_filters = 16
     for stage, filters in enumerate([16, 32, 64]):
         for block in range(3):
@@ -125,7 +144,7 @@ def resnet20(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
                 s = strides if conv == 0 else 1
                 y = _bn()(tf.keras.layers.Conv2D(filters, 3, strides=s, padding="same", use_bias=False)(x))
                 shortcut = ZeroPadShortcut(filters, s)(x) if (s != 1 or in_filters != filters) else x
-                x = HardTanh()(tf.keras.layers.Add()([y, shortcut]))
+                x = _activation(activation)(tf.keras.layers.Add()([y, shortcut]))
                 in_filters = filters
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     x = _bn()(x)

@@ -17,7 +17,13 @@ from tfbin.export.rewrite import export_model
 from tfbin.testing import randomize_batch_norm
 
 
-@pytest.mark.parametrize("recipe", recipes.available())
+# larq's baselines other than `ste` are exported below at a fraction of the cost: `approx_sign` and
+# `swish_sign` differ from `ste` in their gradients only (their export input is ste's exactly),
+# `bireal` in its kernel scale (one conversion of lenet_bnn).
+EXPORTED = [r for r in recipes.available() if r not in recipes.LARQ_BASELINES[1:]]
+
+
+@pytest.mark.parametrize("recipe", EXPORTED)
 def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path, recipe):
     # fmnist_small: binarized convs and a binarized hidden Dense before the float classifier.
     # Parity is asserted where it is exact: on tie-free samples (every pre-sign value farther
@@ -51,6 +57,42 @@ def test_every_recipe_exports_all_binarized_layers_as_bconv_with_parity(tmp_path
     assert parity["argmax_agreement"] >= 0.99  # ties may flip a few argmaxes, not many
     assert path.read_bytes() == report.flatbuffer
     assert not any(q.hard_mode for q in tfbin.sharpness.quantizers(model))
+
+
+def test_larq_gradient_baselines_give_the_exporter_exactly_what_ste_gives_it():
+    # approx_sign and swish_sign compute sign(x) forward like ste (their gradients differ): the
+    # model LCE converts, built from the same weights, is ste's op for op and weight for weight,
+    # so their export is the one the test above checks for ste.
+    tf.keras.utils.set_random_seed(0)
+    base = models.build("fmnist_small", "ste").model
+    randomize_batch_norm(base)
+    reference, _, refused = export_model(base)
+    assert not refused
+    for recipe in ("approx_sign", "swish_sign"):
+        model = tfbin.binarize(base, recipe).model
+        exported, mapping, refused = export_model(model)
+        assert not refused and len(mapping) == 4, recipe
+        assert [type(l).__name__ for l in exported.layers] == [type(l).__name__ for l in reference.layers]
+        for got, expected in zip(exported.weights, reference.weights, strict=True):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy(), err_msg=recipe)
+
+
+def test_bireal_magnitude_aware_kernels_fold_into_the_binary_conv(tmp_path):
+    # MagnitudeAwareSign's per-output-channel scale mean|W_o| becomes LCE's output multiplier:
+    # lenet_bnn exports with ste's ops exactly (its 2 MUL + 2 ADD are the BatchNorms after the
+    # max-pools, as for ste), every binarized layer one LceBconv2d, with parity.
+    tf.keras.utils.set_random_seed(0)
+    model, _ = models.build("lenet_bnn", "bireal")
+    randomize_batch_norm(model)
+    conv = binarized_layers(model)[0]
+    scales = np.abs(conv.kernel.numpy()).reshape(-1, conv.kernel.shape[-1]).mean(0)
+    assert scales.std() > 0.01 * scales.mean()  # unequal per channel: a real test of the fold
+    x = np.random.default_rng(1).uniform(0, 1, size=(200, 28, 28, 1)).astype("float32")
+    report = export.convert(model, tmp_path / "bireal.tflite", strict=True, sample_inputs=x, latency=False)
+    assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 2
+    assert report.op_histogram == {"CONV_2D": 1, "MAX_POOL_2D": 2, "MUL": 2, "ADD": 2, "LceQuantize": 2, "LceBconv2d": 2,
+                                   "RESHAPE": 1, "FULLY_CONNECTED": 1, "SOFTMAX": 1}
+    assert report.parity["passed"] and report.parity["unexplained_mismatches"] == 0
 
 
 def test_margins_are_distances_to_the_threshold_in_rounding_units():

@@ -62,6 +62,33 @@ def test_model_recipe_grid(name):
         train_step(model, shape)
 
 
+def _following(layer):
+    return [node.outbound_layer for node in layer._outbound_nodes]
+
+
+def test_small_nets_float_references_put_relu_where_the_bnn_has_its_nonlinearities():
+    from tfbin.models.small import HardTanh, fmnist_small, resnet20, vgg_small
+
+    def activations(model):
+        return [l for l in model.layers if isinstance(l, (tf.keras.layers.Activation, HardTanh))]
+
+    assert not activations(fmnist_small())  # the form a recipe binarizes: the quantizers are its nonlinearities
+    relu = fmnist_small(activation="relu")
+    bns = [l for l in relu.layers if isinstance(l, tf.keras.layers.BatchNormalization)]
+    assert len(bns) == 5 and len(activations(relu)) == 5  # every hidden BN, the stem's included
+    for bn in bns:
+        (after,) = _following(bn)
+        assert isinstance(after, tf.keras.layers.Activation) and after.get_config()["activation"] == "relu"
+    assert relu.count_params() == fmnist_small().count_params()
+    for build in (resnet20, vgg_small):
+        bnn, float_net = build(input_shape=(16, 16, 3)), build(input_shape=(16, 16, 3), activation="relu")
+        assert {type(l) for l in activations(bnn)} == {HardTanh}  # the default is unchanged
+        assert len(activations(float_net)) == len(activations(bnn))
+        assert {l.get_config()["activation"] for l in activations(float_net)} == {"relu"}
+        assert [type(l).__name__ for l in bnn.layers if not isinstance(l, HardTanh)] == [
+            type(l).__name__ for l in float_net.layers if not isinstance(l, tf.keras.layers.Activation)]
+
+
 def test_summary_reports_lce_ops_and_figures():
     model, _ = models.build("fmnist_small", "irnet", epochs=1)
     lines = []

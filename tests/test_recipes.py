@@ -2,6 +2,7 @@
 import warnings
 
 import larq as lq
+import larq_zoo
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +13,9 @@ from tfbin import recipes
 
 EXPECTED = {
     "ste": (lq.quantizers.SteSign, lq.quantizers.SteSign),
+    "approx_sign": (lq.quantizers.ApproxSign, lq.quantizers.SteSign),  # larq's baselines: larq's own quantizers
+    "swish_sign": (lq.quantizers.SwishSign, lq.quantizers.SteSign),
+    "bireal": (lq.quantizers.ApproxSign, lq.quantizers.MagnitudeAwareSign),  # as larq-zoo's BiRealNet
     "self_binarizing": (Q.SelfBinarizingSign, Q.SelfBinarizingSign),
     "irnet": (Q.EDESign, Q.LibraSign),
     "abr": (Q.BoundedRectifier, lq.quantizers.SteSign),
@@ -72,6 +76,33 @@ def test_binarize_puts_the_recipes_quantizers_in_every_binarizable_layer_and_kee
                 continue
             np.testing.assert_array_equal(w_old.numpy(), w_new.numpy())
     assert [type(c).__name__ for c in callbacks] == (["SharpeningScheduler"] if name in SHARPENING else [])
+
+
+def test_larq_baselines_are_larqs_own_quantizers_and_bireal_is_larq_zoos_birealnet():
+    assert recipes.LARQ_BASELINES == ("ste", "approx_sign", "swish_sign", "bireal")
+    assert set(recipes.LARQ_BASELINES) <= set(recipes.available())
+    for name in recipes.LARQ_BASELINES:
+        recipe = recipes.get(name)
+        for quantizer in (recipe.make_input_quantizer(), recipe.make_kernel_quantizer()):
+            assert type(quantizer).__module__ == "larq.quantizers", (name, quantizer)  # no re-implementation
+        constraint = recipe.make_kernel_constraint()
+        assert isinstance(constraint, lq.constraints.WeightClip) and constraint.clip_value == 1.0
+    assert recipes.get("swish_sign").make_input_quantizer().beta == 5.0  # larq's default
+    assert recipes.get("swish_sign", beta=10.0).make_input_quantizer().beta == 10.0
+    # bireal binarizes with the quantizers and constraint of larq-zoo's Bi-Real Net.
+    zoo = larq_zoo.literature.BiRealNet(input_shape=(32, 32, 3), weights=None, num_classes=10)
+    binary = [l for l in zoo.layers if getattr(l, "input_quantizer", None) is not None]
+    assert binary
+    def what(obj):  # class and configuration, without the instance's name
+        return type(obj), {k: v for k, v in obj.get_config().items() if k != "name"}
+
+    bireal = recipes.get("bireal")
+    for layer in binary:
+        assert what(layer.input_quantizer) == what(bireal.make_input_quantizer())
+        assert what(layer.kernel_quantizer) == what(bireal.make_kernel_quantizer())
+        # larq's alias "weight_clip" is a subclass of WeightClip with the same clip
+        assert isinstance(layer.kernel_constraint, lq.constraints.WeightClip)
+        assert layer.kernel_constraint.get_config() == bireal.make_kernel_constraint().get_config()
 
 
 def test_binarize_replaces_quantizers_of_a_larq_model():
@@ -136,7 +167,7 @@ def test_users_can_register_their_own_recipe():
 @pytest.mark.parametrize(
     "call,error,message",
     [
-        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abc', 'abr', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste'\]"),
+        (lambda: recipes.get("xnor"), ValueError, r"Unknown recipe 'xnor'; the recipes are \['abc', 'abr', 'approx_sign', 'bireal', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste', 'swish_sign'\]"),
         (lambda: recipes.get("irnet", epochs=3, tmin=1), ValueError, r"no parameter\(s\) \['tmin'\]"),
         (lambda: recipes.get("irnet"), ValueError, "pass epochs=N"),
         (lambda: recipes.Recipe("bad", "libra_sign", "ste_sign"), ValueError, "kernel-only"),

@@ -7,8 +7,11 @@ model; `recipe.callbacks()` gives what `model.fit` needs.
 
 ```python
 recipe = tfbin.recipes.get("irnet", epochs=20, t_min=0.01)
-tfbin.recipes.available()   # ['abc', 'abr', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste']
+tfbin.recipes.available()   # ['abc', 'abr', 'approx_sign', 'bireal', 'blrnet', 'dab', 'irnet', 'irnet_cmim', 'self_binarizing', 'ste', 'swish_sign']
 ```
+
+`LARQ_BASELINES` names larq's own methods (`ste`, `approx_sign`, `swish_sign`, `bireal`): larq's
+quantizers as larq and larq-zoo use them, the arms every method is compared with ("larq's best").
 
 Users register their own factory with `@tfbin.recipes.register("name")`; `search={...}` declares
 the ranges `tfbin.tuning` searches for its parameters (`Range`, `Choice`).
@@ -32,7 +35,11 @@ from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
 
-__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges", "learning_rate", "LR_DECAYS"]
+__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges", "learning_rate", "LR_DECAYS", "LARQ_BASELINES"]
+
+# larq's own methods, with larq's quantizers: the baselines a method is compared with ("larq's
+# best" is the best of these). `ste` is the one every ratio is measured against.
+LARQ_BASELINES = ("ste", "approx_sign", "swish_sign", "bireal")
 
 # How Adam's learning rate moves over a run: held, or cosine-decayed to 0 (Loshchilov & Hutter,
 # "SGDR", ICLR 2017, without restarts), as IR-Net's code trains.
@@ -350,6 +357,101 @@ def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recip
         lq.quantizers.SteSign(clip_value=clip_value),
         lq.quantizers.SteSign(clip_value=clip_value),
         lq.constraints.WeightClip(clip_value),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("approx_sign")
+def approx_sign(keep_full_precision=("first", "last")) -> Recipe:
+    r"""larq's Bi-Real Net activation baseline: `ApproxSign` activations, `SteSign` kernels
+    with `WeightClip(1)`.
+
+    Forward, activations and weights: `q(x) = sign(x)` (+1 at 0). Backward, activations: the
+    derivative of Bi-Real Net's piecewise polynomial approximation of the sign,
+    \[\frac{\partial q(x)}{\partial x} = \begin{cases}
+      2 - 2\left|x\right| & \left|x\right| \leq 1 \\\
+      0 & \left|x\right| > 1
+    \end{cases}\]
+    weights: the straight-through estimator clipped at 1, latent weights clipped to [-1, 1].
+    One of `LARQ_BASELINES`; `bireal` adds Bi-Real Net's magnitude-aware kernels.
+
+    # Arguments
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Bi-Real Net: Enhancing the Performance of 1-bit CNNs With Improved
+          Representational Capability and Advanced Training
+          Algorithm](https://arxiv.org/abs/1808.00278) (Liu et al., ECCV 2018)
+    """
+    return Recipe(
+        "approx_sign",
+        lq.quantizers.ApproxSign(),
+        lq.quantizers.SteSign(),
+        lq.constraints.WeightClip(1.0),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("swish_sign")
+def swish_sign(beta: float = 5.0, keep_full_precision=("first", "last")) -> Recipe:
+    r"""larq's BNN+ baseline: `SwishSign` activations, `SteSign` kernels with `WeightClip(1)`.
+
+    Forward, activations and weights: `q(x) = sign(x)` (+1 at 0). Backward, activations: the
+    derivative of the SignSwish `2·σ(βx)·(1 + βx·(1 − σ(βx))) − 1`,
+    \[\frac{\partial q_{\beta}(x)}{\partial x} = \frac{\beta\left\{2-\beta x \tanh
+      \left(\frac{\beta x}{2}\right)\right\}}{1+\cosh (\beta x)}\]
+    weights: the straight-through estimator clipped at 1, latent weights clipped to [-1, 1]
+    (BNN+'s regularizers and its trainable β are not part of larq's quantizer, nor of this
+    recipe). One of `LARQ_BASELINES`.
+
+    # Arguments
+        beta: the SignSwish's sharpness (larq's default 5); larger values approximate the
+            sign's derivative more closely.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [BNN+: Improved Binary Network Training](https://arxiv.org/abs/1812.11800)
+          (Darabi et al., 2018)
+    """
+    return Recipe(
+        "swish_sign",
+        lq.quantizers.SwishSign(beta=beta),
+        lq.quantizers.SteSign(),
+        lq.constraints.WeightClip(1.0),
+        keep_full_precision=keep_full_precision,
+        params=dict(locals()),
+    )
+
+
+@register("bireal")
+def bireal(keep_full_precision=("first", "last")) -> Recipe:
+    r"""larq's Bi-Real Net: `ApproxSign` activations, `MagnitudeAwareSign` kernels with
+    `WeightClip(1)`, the quantizers of larq-zoo's `BiRealNet` (`input_quantizer="approx_sign"`,
+    `kernel_quantizer="magnitude_aware_sign"`, `kernel_constraint="weight_clip"`).
+
+    Activations as `approx_sign`. Kernels: `q(W)_o = mean(|W_o|)·sign(W_o)` per output
+    channel `o`, the scale with a stopped gradient, `sign`'s gradient the straight-through
+    estimator clipped at 1. The scale folds into LCE's output multiplier: every binarized layer
+    still exports as one `LceBconv2d`. Bi-Real Net's architecture (a real-valued shortcut
+    around every binary conv: `tfbin.models.build("birealnet")`) and its two-step training
+    (a float net with clipped activations first) are not part of the recipe. One of
+    `LARQ_BASELINES`.
+
+    # Arguments
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Bi-Real Net: Enhancing the Performance of 1-bit CNNs With Improved
+          Representational Capability and Advanced Training
+          Algorithm](https://arxiv.org/abs/1808.00278) (Liu et al., ECCV 2018)
+    """
+    return Recipe(
+        "bireal",
+        lq.quantizers.ApproxSign(),
+        lq.quantizers.MagnitudeAwareSign(),
+        lq.constraints.WeightClip(1.0),
         keep_full_precision=keep_full_precision,
         params=dict(locals()),
     )
