@@ -297,6 +297,7 @@ def test_training_pipeline_is_reproducible_and_new_each_epoch():
 # The shared JPEG copy (skips when absent)
 
 @pytest.mark.slow
+@pytest.mark.release  # preparing the 60,000 JPEGs takes ~100 s on a fresh machine; the fast tests cover the path
 def test_the_shared_jpeg_copy(cifar10_jpeg_tar):
     """Prepared once into the default data dir (84-105 s on 2 busy cores; later runs reuse it, 4 s)."""
     builder = data.prepare("cifar10", manual_dir=cifar10_jpeg_tar)

@@ -123,6 +123,7 @@ def multiworker_figures(seed=0):
 
 
 @pytest.mark.slow
+@pytest.mark.release  # three processes, ~1-2 min; the mirrored-strategy test in test_cmim.py runs in make test
 @pytest.mark.margin("multiworker_weight_gap", "multiworker_loss_gap", "multiworker_moved")
 def test_two_workers_equal_one_device_on_the_same_global_batch(tmp_path):
     workers, single = _runs(tmp_path, seed=0)

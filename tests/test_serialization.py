@@ -21,7 +21,9 @@ def _predict(model, x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", recipes.available())
+# larq's approx_sign and swish_sign hold nothing of tfbin's (larq's quantizers, ste's constraint):
+# ste and bireal stand for the baselines here.
+@pytest.mark.parametrize("recipe", [r for r in recipes.available() if r not in recipes.LARQ_BASELINES[1:3]])
 def test_every_recipe_round_trips_in_every_format(tmp_path, recipe):
     model = unwrap(models.build("lenet_bnn", recipe, epochs=4).model)
     randomize_batch_norm(model)
