@@ -32,9 +32,12 @@ data: install system-deps
 
 # Tests that need a dataset skip (saying why) when it cannot be had on this machine. Tests marked
 # `release` (the longest checks of what other tests cover more cheaply) run in `make test-slow`.
+# Two pytest processes (pytest-xdist, one test file at a time each): one core computes while the
+# other traces, converts or waits on a subprocess, and each process holds half the suite's memory.
+TEST_WORKERS ?= 2
 test: install system-deps
 	$(PY) -m tfbin.cli data || echo "warning: datasets unavailable; their tests will be skipped"
-	$(PY) -m pytest -q -m "not release" --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not release" --durations=15
 
 # At release: the tests `make test` leaves out (see README, Two commands).
 test-slow: install system-deps

@@ -87,7 +87,7 @@ def training_cost_table(data):
             f"`dab`'s exact split alone (a full per-channel sort of every binarized kernel, DAB's rule every step), "
             f"timed in the same rounds: {data['dab_split_ms']:.0f} ms, {data['dab_split_vs_ste_step']:.2f} of a `ste` step. "
             "The `dab` recipe pays it every `refresh_every`-th training step only (default 16, chosen on a "
-            "validation split; see the recipe's docstring).",
+            "validation split; see [How the defaults were chosen](#dab)).",
         ]
     lines += [
         "",
@@ -379,7 +379,24 @@ def pbgnet_table(runs):
     return "\n".join(lines)
 
 
+def margins_table(data):
+    """Each trained figure a test bounds: the bound, the measured range and the room left."""
+    lines = [
+        "| figure (test) | what | bound | measured min … max | room | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, f in sorted(data["figures"].items()):
+        lines.append(
+            f"| `{key}` (`{f['test']}`) | {f['what'].replace('|', chr(92) + '|')} | {f['op']} {f['bound']:g} | {f['min']:.4g} … {f['max']:.4g} | "
+            f"{f['room']:.4g} | {len(f['runs'])} (seeds {', '.join(str(s) for s in sorted({r['seed'] for r in f['runs']}))} × oneDNN 0/1) |"
+        )
+    machine = data["machine"]
+    lines += ["", f"Measured by `{data['command']}` on {machine['cpu']} ({machine['cores']} cores), {data['date']}."]
+    return "\n".join(lines)
+
+
 TABLES = {
+    "margins": ("bench/results/test_margins.json", margins_table),
     "demo": ("bench/results/demo.json", demo_table),
     "export": ("bench/results/export.json", export_table),
     "zoo": ("bench/results/zoo_summary.json", zoo_table),

@@ -419,13 +419,10 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, insert_batch
       normalization in between (e.g. a binary `Dense(128, activation="relu")` before the float
       classifier), a BatchNormalization is inserted right after it, before its activation: the
       binary sum has scale ~sqrt(fan-in), which the float layers after it are not initialized
-      for. Measured on Fashion-MNIST (the conv-relu-pool CNN of tests/test_binarize.py, 12,000
-      images, 1 epoch, seeds 0 and 1, `python bench/binarize_bn_after.py --seeds 0,1`), in
-      points of hard accuracy: self_binarizing +8.0 and +8.0, ste +6.8 and +4.1, blrnet +5.2
-      and +7.2, irnet_cmim +3.7 and +10.2, irnet +5.5 and +6.0, abr +2.4 and +2.2, dab −3.2
-      and +3.0. ABC-Net's layers are the exception: their output is already on the float
-      scale (Σ α_m·B_m fits the kernel, Σ β_n·A_n the input) and the BN (forced on by the
-      benchmark) cost −1.9 and −12.7 points, so the `abc` recipe gets none.
+      for. ABC-Net's layers are the exception: their output is already on the float scale
+      (Σ α_m·B_m fits the kernel, Σ β_n·A_n the input), so the `abc` recipe gets none. What this
+      BN does to the hard accuracy of each recipe, with the command that measured it:
+      docs/api.md#recipes-and-binarize-tfbinrecipes-tfbinbinarize.
     Each kind of change is one line of `Binarized.changes` (naming the layers, numbered runs
     compactly: `'conv2d_1' … 'conv2d_18'`) and of a warning.
 

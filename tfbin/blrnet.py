@@ -14,13 +14,9 @@ STE weight of Glorot scale (~0.05) needs ~50 — at \(k = 1\) the probabilistic 
 far slower than every other recipe's at the same optimizer. With \(k\) the step in \(\theta\) is
 \(k\) times larger: a learning-rate multiplier for the logits only (as Hubara et al.'s per-layer
 learning rates for BNNs), which leaves the float first and last layers at the user's rate.
-Measured on Fashion-MNIST (`python bench/blrnet_logit_scale.py`: `fmnist_small`, 2 epochs on
-20,000 training images, Adam 1e-3, seed 0, relaxed activations with τ annealed 1 → 0.1, hard
-accuracy after BN recalibration on the last 10,000 training images, not the test set):
-0.709 at \(k = 1\), 0.826 at 10, 0.848 at 30, **0.881 at 100**, 0.880 at 300; Adam at 1e-2 for the
-whole net with \(k = 1\) reached 0.820, larq's `ste_sign` at the same budget 0.851 (0.869
-recalibrated). From a float kernel
-\(W\), `from_float_kernel` applies the paper's transfer (§2.3, "PBNet-S"):
+The default \(k\) was chosen on a sweep of \(k\) on a validation split: see
+docs/benchmarks.md#blrnet. From a float kernel \(W\), `from_float_kernel` applies the paper's
+transfer (§2.3, "PBNet-S"):
 \(\mu_w = \operatorname{clip}(W / \operatorname{std}(W_\text{layer}), \pm 0.9)\).
 
 **Moments (local reparameterization, CLT).** For an input \(h\) (binary \(\pm1\), relaxed

@@ -138,15 +138,11 @@ class ContrastiveMI(_WrappingLoss):
     Which layers the paper taps is not stated (its figure shows two pull pairs and one push
     pair of two images, not three layers); tfbin taps the last three binarized layers. The
     bound tightens with the number of negatives, which the paper takes from a memory bank
-    (its code: 4,096 per sample). tfbin keeps 1,024 by default: on a validation split
-    (`python bench/accuracy_bench.py --validation 10000 --arms irnet_cmim --datasets
-    fashion_mnist --seeds 0 [--override bank_size=4096]`, `fmnist_small`, 3 epochs on 50,000
-    Fashion-MNIST training images, scored on the other 10,000) 1,024 entries scored 0.9049 hard
-    accuracy and 4,096 scored 0.9064, a difference inside one seed's noise, while the bank's
-    logits are most of the loss's cost (a step 207 ms against 223 ms). The released code
-    instead contrasts the BNN's final feature with a separate full-precision teacher through
-    untrained heads and a CRD-style per-sample memory (its `contrastive_alignment/criterion.py`); for a teacher use
-    `Distillation`. The memory here is a queue of the most recent `bank_size` embeddings of
+    (its code: 4,096 per sample); the bank's logits are most of the loss's cost. tfbin keeps
+    1,024 by default, chosen on the validation split: see docs/benchmarks.md#irnet_cmim. The
+    released code instead contrasts the BNN's final feature with a separate full-precision
+    teacher through untrained heads and a CRD-style per-sample memory (its
+    `contrastive_alignment/criterion.py`); for a teacher use `Distillation`. The memory here is a queue of the most recent `bank_size` embeddings of
     each view (MoCo's memory; no momentum encoder, as the heads are small), so it needs no
     sample indices from the data pipeline.
 
@@ -164,7 +160,7 @@ class ContrastiveMI(_WrappingLoss):
         temperature: τ (paper and code: 0.1).
         projection_dim: size of the contrastive space (code: 128).
         bank_size: negatives kept from earlier batches per view (0: in-batch only; CMIM's
-            code: 4,096; default 1,024, see above).
+            code: 4,096; tfbin's default 1,024, see above).
         exclude_same_label: leave samples with the anchor's label out of its negatives
             (needs integer or one-hot labels; ignored when the step has none).
         layers: names of the binarized layers to contrast (default: the last three).

@@ -544,19 +544,19 @@ class DistributionAwareSign(SoftHardQuantizer):
     Forward values are the same in the soft and hard forms. Kernel quantizer only.
 
     Cost: the exact split sorts every output channel's weights at every training step, as the
-    official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates: for the
-    binarized kernels of `fmnist_small` (mostly its 6272×256 dense one) it took 0.4 of a whole
-    `ste` training step (`bench/training_cost.py`, `dab_split_ms`). With `refresh_every=N > 1`
-    the soft (training) form sorts every N-th call only and keeps the threshold in between;
-    the levels are still the exact least-squares means of the current weights on each side of
-    it (`dab_levels`, O(n)), so only the split point can lag by up to N − 1 steps. The hard form
-    (evaluation, export) always computes the exact split.
+    official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates the
+    quantizer's cost (`dab_split_ms`: docs/benchmarks.md#training-cost-per-step). With
+    `refresh_every=N > 1` the soft (training) form sorts every N-th call only and keeps the
+    threshold in between; the levels are still the exact least-squares means of the current
+    weights on each side of it (`dab_levels`, O(n)), so only the split point can lag by up to
+    N − 1 steps. The hard form (evaluation, export) always computes the exact split.
 
     # Arguments
         refresh_every: training calls between two exact splits (1: every call, the paper's rule).
 
-    Prabhu, Batchu, Munagala, Gajawada, Namboodiri, "Distribution-Aware Binarization of Neural
-    Networks for Sketch Recognition", WACV 2018, arXiv:1804.02941.
+    # References
+        - Prabhu, Batchu, Munagala, Gajawada, Namboodiri, [Distribution-Aware Binarization of
+          Neural Networks for Sketch Recognition](https://arxiv.org/abs/1804.02941), WACV 2018
     """
 
     def build(self, input_shape):

@@ -351,7 +351,27 @@ def _need_epochs(name, epochs):
 
 @register("ste")
 def ste(clip_value: float = 1.0, keep_full_precision=("first", "last")) -> Recipe:
-    """larq's baseline: `SteSign` for activations and weights, `WeightClip` on latent weights."""
+    r"""larq's baseline: `SteSign` for activations and weights, `WeightClip` on latent weights.
+
+    \[
+    q(x) = \operatorname{sign}(x), \qquad
+    \frac{\partial q}{\partial x} = \mathbb 1\bigl[|x| \le c\bigr]
+    \]
+
+    for activations and kernels (+1 at 0), with the latent weights clipped to [−c, c] after
+    every step, `c = clip_value`. One of `LARQ_BASELINES`: the recipe every other is compared
+    with.
+
+    # Arguments
+        clip_value: `c`, where the straight-through gradient stops and the weights are clipped
+            (larq's default 1).
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Binarized Neural Networks: Training Deep Neural Networks with Weights and
+          Activations Constrained to +1 or -1](https://arxiv.org/abs/1602.02830)
+          (Courbariaux, Hubara et al., 2016)
+    """
     return Recipe(
         "ste",
         lq.quantizers.SteSign(clip_value=clip_value),
@@ -499,29 +519,35 @@ def self_binarizing(
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """Self-Binarizing Networks: `tanh(v·x)` for activations and `tanh(v_kernel·w/mean|w|)` for
-    weights (per output channel, so one pace fits both scales), each sharpness held at `v_start`
-    for the first `warmup` fraction of `epochs`, grown geometrically to its end value over the
-    next `sharpen` fraction, then held, updated every batch: the activations' to `v_end`, the
-    kernels' to `v_kernel_end` (None: `v_end`). `finish`: the last fraction of training runs the
+    r"""Self-Binarizing Networks: `tanh` units sharpened into signs, activations and weights.
+
+    \[
+    q_\text{act}(x) = \tanh(v\,x), \qquad
+    q_\text{kernel}(w) = \tanh\!\big(v_\text{kernel}\, w / \operatorname{mean}_o|w|\big)
+    \]
+
+    (`tfbin.quantizers.SelfBinarizingSign`; the kernel's scale is per output channel `o`, so
+    one pace fits both); deployed as `sign`. Each sharpness is held at `v_start` for the first
+    `warmup` fraction of `epochs`, grown geometrically to its end value over the next `sharpen`
+    fraction, then held, updated every batch. The last `finish` fraction of training runs the
     hard (sign) forward with the soft gradient.
 
-    Lahoud et al., "Self-Binarizing Networks", arXiv:1902.00730 (its schedule is not published;
-    re-implementations grow one `v` from 1 to 1000). The schedule's shape (`warmup`, `sharpen`,
-    `finish`) comes from the search (`python bench/tuning_bench.py --recipes self_binarizing`:
-    Hyperband, 23 trials on 40,000 Fashion-MNIST training images scored on the last 10,000,
-    `fmnist_small`, 3 epochs). The end values were then chosen on validation splits at Adam
-    1e-3: the sharper a unit ends, the narrower the window in which its gradient passes
-    (`v·(1 − tanh²(v·x))` vanishes beyond `|x| ≈ 1/v`), and a kernel at `v_kernel = 44` (the
-    search's value, found at its lr 3.4e-3) leaves almost every latent weight without gradient
-    for the hard half of training. Screening runs (`python bench/accuracy_bench.py --validation
-    10000 --train-images 20000 --out bench/results/accuracy_screen.json --arms self_binarizing
-    --override ...`, 3 epochs on 20,000 images, scored on the last 10,000; seed 0): `v_end =
-    v_kernel_end = 3` 0.8840 (seed 1: 0.8769), against 0.8358 for `5.72 / 43.8` (the previous
-    defaults), 0.8611 for `5.72 / 5.72`, 0.8722 for `2 / 2`, and `ste` 0.8780 (seed 1: 0.8586).
-    Checked on the full validation split (`python bench/accuracy_bench.py --validation 10000
-    --datasets fashion_mnist --seeds 0 --arms self_binarizing`, 50,000/10,000 images): 0.9027,
-    against 0.8757 for the previous defaults and 0.9016 for `ste`."""
+    The paper's schedule is not published (re-implementations grow one `v` from 1 to 1000). The
+    schedule's shape (`warmup`, `sharpen`, `finish`) comes from tfbin's schedule search and the
+    end values from the validation split: see docs/benchmarks.md#self_binarizing.
+
+    # Arguments
+        epochs: the number of epochs the schedules span (required).
+        v_start: the sharpness of both units at the start.
+        v_end: the activations' final sharpness.
+        sharpen, warmup, finish: fractions of `epochs` (`warmup + sharpen <= 1`).
+        v_kernel_end: the kernels' final sharpness (None: `v_end`).
+        update_freq: `"batch"` or `"epoch"`.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Self-Binarizing Networks](https://arxiv.org/abs/1902.00730) (Lahoud et al., 2019)
+    """
     params = dict(locals())
     _need_epochs("self_binarizing", epochs)
     schedule = _sharpening(v_start, v_end, epochs, sharpen, warmup)
@@ -542,7 +568,7 @@ def self_binarizing(
 
 
 # IR-Net's EDE range for short runs (a few epochs), shared by `irnet` and `irnet_cmim`: chosen on
-# validation splits for both (their docstrings give the figures); the paper's is
+# validation splits for both (docs/benchmarks.md, "How the defaults were chosen"); the paper's is
 # `schedules.EDE_T_MIN, schedules.EDE_T_MAX`.
 SHORT_RUN_T_MIN, SHORT_RUN_T_MAX = 1.0, 3.16
 
@@ -557,37 +583,33 @@ def irnet(
     update_freq: str = "epoch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's `t` log-linear from `t_min`
-    to `t_max` over `epochs` and `k = max(1/t, 1)`, updated per epoch as the official code.
+    r"""IR-Net: `EDESign` activations, `LibraSign` kernels, EDE's sharpness on a schedule.
 
-    Qin et al., "Forward and Backward Information Retention for Accurate Binary Neural
-    Networks", CVPR 2020 (arXiv:1909.10788). The paper's schedule is `T_min = 0.1`, `T_max = 10`
-    (`irnet(epochs, t_min=0.1, t_max=10)`); the defaults `t_min = 1`, `t_max = 3.16` were chosen
-    on validation splits for short runs. With per-epoch updates over 3 epochs the paper's
-    schedule gives `t` = 0.1, 0.46, 2.15: for the whole first epoch `k·t = 1` and the gradient
-    `sech²(0.1·x)` is nearly the identity (an unclipped straight-through estimator), and on
-    MNIST the net then fit its training set worse than `ste`. Starting at `t = 1` removes that
-    epoch; ending at 3.16 keeps the paper schedule's last-epoch sharpness at 3 epochs (here `t` =
-    1, 1.47, 2.15). Validation (`python bench/accuracy_bench.py --validation 10000 --out
-    bench/results/accuracy_val.json --seeds 0,1 --datasets fashion_mnist,mnist --arms irnet
-    --override t_min=1 --override t_max=3.16`; 50,000/10,000 images, deployed accuracy, seeds
-    0 and 1): Fashion-MNIST 0.9120 / 0.9068 against 0.9052 / 0.9062 for the paper's schedule
-    (seed 0: recalibrated; that run predates the deployed figure), MNIST 0.9845 / 0.9858 against
-    0.9788 / 0.9837; `t_min = 1` alone (`t_max = 10`): Fashion-MNIST 0.9006 / 0.9046, MNIST
-    0.9839 / 0.9867. The test-set runs of both are in docs/benchmarks.md's accuracy table (the
-    paper's as `irnet t_max=10.0 t_min=0.1`).
+    \[
+    q(x) = \operatorname{sign}(x), \qquad
+    \frac{\partial q}{\partial x} = k\, t\, \bigl(1 - \tanh^2(t x)\bigr), \qquad
+    t_e = t_\text{min} \Big(\frac{t_\text{max}}{t_\text{min}}\Big)^{e/\text{epochs}}, \quad
+    k = \max(1/t, 1)
+    \]
 
-    The schedule search (`python bench/tuning_bench.py --recipes irnet`:
-    Hyperband, 23 trials on 40,000 Fashion-MNIST training images scored on the last 10,000,
-    `fmnist_small`, 3 epochs) found `t` 0.33 → 9.2 per batch with Adam 2.6e-3 cosine-decayed
-    to 0: 0.9100 ± 0.0037 on the test set (3 seeds) against 0.8954 ± 0.0059 for the paper's
-    schedule at Adam 1e-3. It is not the default because the schedule needs that learning rate: at Adam
-    1e-3 constant it scored 0.8887 on the validation split against 0.9023 for the paper's
-    schedule (a recipe does not set the optimizer). Train it with `tfbin train --recipe
-    bench/results/searched/irnet.json`, which carries its learning rate and decay.
+    for activations and for the balanced, standardized kernels of Libra-PB
+    (`tfbin.quantizers.EDESign`, `LibraSign`), `t` updated per epoch as the official code.
 
-    Tried and not kept (same command, seed 0, with the paper's `t_min = 0.1`): `t_max = 3`,
-    MNIST 0.9771, Fashion-MNIST 0.9015 hard (0.9046 recalibrated)."""
+    The paper's schedule is `T_min = 0.1`, `T_max = 10` (`irnet(epochs, t_min=0.1, t_max=10)`);
+    the defaults `t_min = 1`, `t_max = 3.16` were chosen for short runs on the validation split:
+    see docs/benchmarks.md#irnet (which also has the searched schedule,
+    `bench/results/searched/irnet.json`).
+
+    # Arguments
+        epochs: the number of epochs the schedule spans (required).
+        t_min, t_max: EDE's `t` at the start and at the end.
+        update_freq: `"epoch"` (the official code) or `"batch"`.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Forward and Backward Information Retention for Accurate Binary Neural
+          Networks](https://arxiv.org/abs/1909.10788) (Qin et al., CVPR 2020)
+    """
     _need_epochs("irnet", epochs)
     return Recipe(
         "irnet",
@@ -617,22 +639,36 @@ def irnet_cmim(
     update_freq: str = "epoch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """IR-Net with CMIM's contrastive loss (`ContrastiveMI`) between the latent and binary
-    activations of the last three binarized layers: CMIM's own setting (IR-Net's quantizers
-    underneath), with a memory bank of negatives (1,024 entries; CMIM's code keeps 4,096: see
-    `ContrastiveMI` for the measurement) and same-class samples left out of the negatives, as
-    CMIM's code. `binarize` returns the training model (`.inner` deploys).
+    r"""IR-Net with CMIM's contrastive loss between latent and binary activations.
 
-    Its EDE schedule is `irnet`'s short-run default (`t` 1 → 3.16; the paper's is `t_min=0.1,
-    t_max=10`), chosen for this recipe on its own validation runs (`python bench/accuracy_bench.py
-    --validation 10000 --out bench/results/accuracy_val.json --arms irnet_cmim --seeds S
-    --datasets fashion_mnist,mnist [--override t_min=1 --override t_max=3.16]`; 50,000/10,000
-    images, deployed accuracy, seeds 0 / 1): Fashion-MNIST 0.9082 / 0.9114 against 0.9033 (seed 0
-    recalibrated; that run predates the deployed figure) / 0.9063 for the paper's schedule, MNIST
-    0.9848 / 0.9853 against 0.9825 / 0.9822 (its runs before the change are labeled
-    `irnet_cmim t_max=10.0 t_min=0.1`). On the test sets afterwards (`python
-    bench/accuracy_bench.py --arms irnet_cmim`, 3 seeds, deployed; docs/benchmarks.md has both
-    schedules' rows): Fashion-MNIST 0.9069 against 0.9061, MNIST 0.9885 against 0.9849."""
+    `irnet`'s quantizers and EDE schedule, plus `tfbin.losses.ContrastiveMI` (InfoNCE between
+    the latent and the binary activations of the last three binarized layers, weight λ =
+    `cmim_weight`), added to the task loss: CMIM's own setting, with a memory bank of negatives
+    and same-class samples left out of the negatives, as CMIM's code. `binarize` returns the
+    training model (its `.inner` deploys).
+
+    `temperature`, `projection_dim` and `exclude_same_label` are CMIM's code's; its code keeps
+    4,096 negatives. The EDE schedule (`irnet`'s short-run default; the paper's is `t_min=0.1,
+    t_max=10`) and `bank_size` were chosen on the validation split: see
+    docs/benchmarks.md#irnet_cmim.
+
+    # Arguments
+        epochs: the number of epochs the schedule spans (required).
+        t_min, t_max: EDE's `t` at the start and at the end (`irnet`).
+        cmim_weight: λ, the loss's weight.
+        temperature: InfoNCE's τ.
+        projection_dim: the size of the contrastive space.
+        bank_size: negatives kept from earlier batches per view (0: in-batch only).
+        exclude_same_label: leave samples of the anchor's class out of its negatives.
+        update_freq: `"epoch"` or `"batch"` for EDE's schedule.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Network Binarization via Contrastive Learning](https://arxiv.org/abs/2207.02970)
+          (Shang et al., ECCV 2022)
+        - [Forward and Backward Information Retention for Accurate Binary Neural
+          Networks](https://arxiv.org/abs/1909.10788) (Qin et al., CVPR 2020)
+    """
     params = dict(locals())
     _need_epochs("irnet_cmim", epochs)
     config = irnet(epochs, t_min, t_max, update_freq, keep_full_precision).get_config()
@@ -656,59 +692,45 @@ def abr(
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """Adjustable Bounded Rectifiers for activations: learnable per-channel slopes `a` (pushed up
-    by `SlopeGrowth(slope_growth)` when `slope_growth > 0`) times a sharpness `v` grown
-    geometrically from `v_start` to `v_end` over the first `sharpen` fraction of `epochs`, then
-    held; the last `finish` fraction of training runs the hard forward (the step it is deployed
-    as) with the ramp's gradient.
+    r"""Adjustable Bounded Rectifiers for activations, sharpened into a step.
 
-    `symmetric=True` (default): the ramp `clip(v·a·x, −1, 1)` and the step `sign(x)`, which LCE
-    fuses as it is. `symmetric=False`: the paper's {0, 1} unit `clip(v·a·x + ½, 0, 1)`, run
-    binary in LCE through the exporter's exact rewrite.
+    \[
+    q_\text{soft}(x) = \operatorname{clip}(v\,a\,x, -1, 1), \qquad
+    q_\text{hard}(x) = \operatorname{sign}(x)
+    \]
+
+    (`symmetric=True`, the default, which LCE fuses as it is); `symmetric=False` is the paper's
+    {0, 1} unit `clip(v·a·x + ½, 0, 1)` with the step `1[v·a·x + ½ ≥ ½]`, run binary in LCE through
+    the exporter's exact rewrite (`tfbin.quantizers.BoundedRectifier`). `a` are learnable
+    per-channel slopes (≥ `floor`; pushed up by `SlopeGrowth(slope_growth)` when
+    `slope_growth > 0`), `v` a sharpness grown geometrically from `v_start` to `v_end` over the
+    first `sharpen` fraction of `epochs` (after `warmup`), then held. The last `finish` fraction
+    of training runs the hard forward (the step it is deployed as) with the ramp's gradient,
+    which passes only where `|x| < 1/(v·a)`.
+
     `binary_weights=True` (default) is the fully binary net: `SteSign` kernels with
     `WeightClip(1)`, every binarized layer an LCE binary conv. `binary_weights=False` is the
-    paper's setting (binary representations, float weights): the layers keep float kernels,
-    so they are not binarized layers and LCE runs them as float convolutions.
+    paper's setting (binary representations, float weights): the layers keep float kernels, so
+    they are not binarized layers and LCE runs them as float convolutions.
 
-    Wu, Lin, Tang, "Adjustable Bounded Rectifiers", arXiv:1511.06201. The defaults were chosen
-    on validation splits at Adam 1e-3 (`python bench/accuracy_bench.py --validation 10000
-    --train-images 20000 --out bench/results/accuracy_screen.json --arms abr --override ...`:
-    3 epochs on 20,000 Fashion-MNIST images scored on the last 10,000, seed 0; `ste` 0.8780;
-    these screening runs had `slope_growth=1e-3`, the default then):
-    - a sharper end narrows the window where the ramp passes gradient (`|x| < 1/(v·a)`) and
-      starves the hard phase: {0, 1} units with `finish=0.5` scored 0.8171 at `v_end=10`,
-      0.8514 at 3, 0.8588 at 1 (the previous defaults, `v_end=10`, `finish=0.25`: 0.8042);
-    - {0, 1} units lose to ±1 ones (0.8588 against 0.8720 at `v_end=1`): with {0, 1} inputs a
-      binary conv's output mean is `½·Σw` per channel and jumps with every weight sign flip,
-      so the BatchNorm moving statistics lag (re-estimating them gains 1.5 points for {0, 1}
-      units and nothing for ±1 ones);
-    - ±1 units at `v_end=2`: 0.8741 (seed 1: 0.8751, `ste` 0.8586) with `finish=0.5`, 0.8783
-      with 0.75; a linear blend of the ramp into the step instead of the switch did not score
-      better (0.8735–0.8768) and was not kept.
-    On the full validation splits (`python bench/accuracy_bench.py --validation 10000 --datasets
-    DATASET --seeds 0 --arms abr --override ...`, 50,000/10,000 images; *deployed*: after
-    `tfbin.recalibrate` where its check keeps it, as `tfbin train` ships the model):
-    - `slope_growth=0` (default): Fashion-MNIST 0.9082 deployed (hard 0.9082), MNIST 0.9842,
-      against 0.9004 hard (0.9029 recalibrated) and 0.9825 for `slope_growth=1e-3`, the previous
-      default, and `ste`'s 0.9016 hard (0.9052 recalibrated) and 0.9810. Our reading (the slopes
-      were not recorded): in the hard phase the forward is `sign(x)` whatever the slope, which
-      only sets the gradient's window `|x| < 1/(v·a)`, so a term that grows every slope narrows
-      that window for the rest of training and fewer activations pass gradient. On the test
-      sets (`python bench/accuracy_bench.py --arms abr`, 3 seeds, deployed) the change did not
-      show: Fashion-MNIST 0.8988 ± 0.0017 against 0.8997 ± 0.0026, MNIST 0.9842 ± 0.0021
-      against 0.9833 ± 0.0009, both within the seed spread;
-    - with `slope_growth=1e-3`: `v_end=1` (no sharpening) MNIST 0.9809 against 0.9825;
-      `finish=0.5` Fashion-MNIST 0.8999 against 0.9004.
+    The paper's "weight growing constraint" is not published; the defaults were chosen on the
+    validation split: see docs/benchmarks.md#abr.
 
-    What the learned slopes do at this budget (`python bench/abr_slopes.py fashion_mnist 0`: the
-    accuracy benchmark's Fashion-MNIST run of seed 0, hard 0.8965 as there): every slope, started
-    at 1, ends between 0.87 and 1.13 (medians 0.95–1.01 per layer), so `v` alone sets the
-    sharpness, and at the end 36–62 % of a binarized layer's inputs fall inside the gradient
-    window `|v·a·x| < 1`. In its hard phase the fully binary `abr` is larq's `ste` with a window
-    half as wide, after a soft first quarter; against `ste` seed by seed it was ahead on both
-    validation seeds (Fashion-MNIST +0.66 / +0.73 points deployed, MNIST +0.32) and behind on
-    the test set (Fashion-MNIST −0.23 / −0.39 / −0.08), differences of the order of the spread
-    between seeds (`ste`'s standard deviation there: 0.32 points; README, targets)."""
+    # Arguments
+        epochs: the number of epochs the schedules span (required).
+        v_start, v_end: the sharpness `v` at the start and after sharpening.
+        sharpen, warmup, finish: fractions of `epochs` (`warmup + sharpen <= 1`, `finish < 1`).
+        binary_weights: binary (`SteSign`) or float kernels.
+        initial_slope, floor: the slopes' initial value and lower bound.
+        symmetric: ±1 units (True) or the paper's {0, 1} units.
+        slope_growth: `SlopeGrowth`'s weight λ (0: no slope-growth loss).
+        update_freq: `"batch"` or `"epoch"`.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Adjustable Bounded Rectifiers: Towards Deep Binary
+          Representations](https://arxiv.org/abs/1511.06201) (Wu, Lin, Tang, 2015)
+    """
     _need_epochs("abr", epochs)
     return Recipe(
         "abr",
@@ -725,23 +747,29 @@ def abr(
 
 @register("dab", search={"refresh_every": Choice(1, 4, 16, 64)})
 def dab(refresh_every: int = 16, mean_center: bool = False, keep_full_precision=("first", "last")) -> Recipe:
-    """Distribution-Aware Binarization: two scales per filter (`DistributionAwareSign`) with sign
-    activations and a clipped STE, latent weights clipped to [-1, 1], as the official code.
+    r"""Distribution-Aware Binarization: two scales per filter, sign activations.
 
-    `refresh_every`: training steps between two exact (sorted) splits; see the quantizer. 1 is
-    the paper's rule (a sort per step). The default 16 was chosen on a validation split
-    (fmnist_small, 3 epochs, 50,000/10,000 training images, seed 0): hard accuracy 0.9015 vs
-    0.9030 for the exact rule (0.9072 vs 0.9035 after BatchNorm recalibration) at 118 vs 269
-    ms/step; `python bench/accuracy_bench.py --validation 10000 --out bench/results/accuracy_val.json
-    --arms dab --override refresh_every=16`.
-    Evaluation and export always use the exact split.
+    Kernels: per output channel `o`, `q(w) = α_o` where `w ≥ θ_o`, else `−β_o`, the least-squares
+    two-level split (`tfbin.quantizers.DistributionAwareSign`); activations: larq's `SteSign`
+    (a clipped straight-through estimator); latent weights clipped to [−1, 1], as the official
+    code.
 
-    `mean_center=True`: the latent kernels are also centred over their input channels after
-    every step (`MeanCenteredClip`), as the official code does to every binarized conv (here
-    the binarized Dense layers too, which the official code does not binarize). Not the
-    default: it scored lower on both validation seeds (same command, `--override
-    mean_center=true`, Fashion-MNIST, deployed): 0.9001 / 0.8978 against 0.9072 (recalibrated;
-    hard 0.9015) / 0.9017 for plain `WeightClip(1)`."""
+    `refresh_every`: training steps between two exact (sorted) splits; 1 is the paper's rule (a
+    sort per step). Evaluation and export always use the exact split. `mean_center=True`: the
+    latent kernels are also centred over their input channels after every step
+    (`MeanCenteredClip`), as the official code does to every binarized conv (here the binarized
+    Dense layers too, which the official code does not binarize). Both defaults were chosen on
+    the validation split: see docs/benchmarks.md#dab.
+
+    # Arguments
+        refresh_every: training steps between two exact splits.
+        mean_center: `MeanCenteredClip(1)` instead of `WeightClip(1)`.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Distribution-Aware Binarization of Neural Networks for Sketch
+          Recognition](https://arxiv.org/abs/1804.02941) (Prabhu et al., WACV 2018)
+    """
     return Recipe(
         "dab",
         lq.quantizers.SteSign(),
@@ -754,12 +782,24 @@ def dab(refresh_every: int = 16, mean_center: bool = False, keep_full_precision=
 
 @register("abc")
 def abc(weight_bases: int = 3, activation_bases: int = 3, threshold_spread: float = 1.0, keep_full_precision=("first", "last")) -> Recipe:
-    """ABC-Net (Lin, Zhao, Pan, NeurIPS 2017): every binarized Conv2D/Dense becomes an
-    `ABCConv2D`/`ABCDense` with `weight_bases` (M) binary weight bases and `activation_bases`
-    (N) binary activation bases, `Σ_m Σ_n α_m β_n conv(B_m, A_n)`; exported as M·N LCE binary
-    convolutions per layer. `threshold_spread`: the activation bases' initial thresholds on the
-    input, evenly in [−s, s]. No kernel constraint (the bases follow the latent weights' mean
-    and spread). See `tfbin.layers`."""
+    """ABC-Net: several binary bases per layer, `Σ_m Σ_n α_m β_n conv(B_m, A_n)`.
+
+    Every binarized Conv2D/Dense becomes an `ABCConv2D`/`ABCDense` with `weight_bases` (M)
+    binary weight bases and `activation_bases` (N) binary activation bases; exported as M·N
+    LCE binary convolutions per layer. No kernel constraint (the bases follow the latent
+    weights' mean and spread). See `tfbin.layers`.
+
+    # Arguments
+        weight_bases: M.
+        activation_bases: N.
+        threshold_spread: `s`; the activation bases' initial thresholds on the input, evenly in
+            [−s, s].
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Towards Accurate Binary Convolutional Neural
+          Network](https://arxiv.org/abs/1711.11294) (Lin, Zhao, Pan, NeurIPS 2017)
+    """
     return Recipe(
         "abc",
         None,
@@ -786,28 +826,43 @@ def blrnet(
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:
-    """BLRNet / PBNet (Peters & Welling, arXiv:1809.03368): every binarized Conv2D/Dense becomes
-    a `BLRConv2D`/`BLRDense` with a distribution over binary weights (logits θ, initialized from
-    the float kernel by the paper's PBNet-S transfer), trained on the propagated mean and
-    variance of the pre-activations, with relaxed binary activations `tanh(x/τ)`. The temperature
-    `tau` falls geometrically from `tau_start` to `tau_end` over the first `sharpen` fraction of
-    `epochs` (after `warmup`), then holds, updated every batch. `straight_through=True` runs the
-    forward on a hard sample of the activation with the relaxed sample's gradient.
+    r"""BLRNet / PBNet: a distribution over binary weights instead of latent float weights.
 
-    The defaults are the paper's **PBNet-S** (`straight_through=True`, static τ = 1), chosen on
-    the validation split (`python bench/accuracy_bench.py --validation 10000 --arms blrnet
-    --datasets fashion_mnist --seeds 0 [--override straight_through=true --override tau_start=1.0
-    --override tau_end=1.0]`: `fmnist_small`, 3 epochs on 50,000 images, Adam 1e-3, scored on the
-    other 10,000 after BN recalibration): 0.9155 against 0.8970 for relaxed activations annealed
-    τ 1 → 0.1 (larq's `ste`: 0.9016, 0.9052 recalibrated). Scored once on the test set
-    (`python bench/accuracy_bench.py --arms blrnet --datasets fashion_mnist`, 60,000 images, 3
-    seeds): 0.9087 ± 0.0052 deployed (0.9050 ± 0.0057 before recalibration) against `ste`'s
-    0.9012 ± 0.0032 deployed, and 0.8968 ± 0.0029 recalibrated for the annealed form.
-    `logit_scale`: the layers train θ/k, a k-fold step size for the logits
-    (`tfbin.blrnet.BLRConv2D`). Deployed as the most probable binary weights sign(θ) with sign activations: every binarized
-    layer an LCE binary conv; recalibrate BN first (`tfbin.recalibrate`), as the paper does.
+    Every binarized Conv2D/Dense becomes a `BLRConv2D`/`BLRDense` with logits θ,
+    `P(w = +1) = σ(2θ)` (initialized from the float kernel by the paper's PBNet-S transfer),
+    trained on the propagated mean and variance of the pre-activations,
+
+    \[
+    \mu_a = \sum_d \tanh(\theta_d)\, h_d, \qquad \sigma_a^2 = \sum_d \bigl(1 - \tanh^2\theta_d\bigr)\, h_d^2,
+    \]
+
+    with relaxed binary activations `tanh(x/τ)` of the sampled pre-activation. The temperature
+    `τ` falls geometrically from `tau_start` to `tau_end` over the first `sharpen` fraction of
+    `epochs` (after `warmup`), then holds, updated every batch. `straight_through=True` runs the
+    forward on a hard sample of the activation with the relaxed sample's gradient. Deployed as
+    the most probable binary weights `sign(θ)` with sign activations: every binarized layer an
+    LCE binary conv; recalibrate BN first (`tfbin.recalibrate`), as the paper does.
     `tfbin.blrnet.ensemble_predict` evaluates the paper's ensembles of sampled nets. See
-    `tfbin.blrnet`."""
+    `tfbin.blrnet`.
+
+    The defaults are the paper's PBNet-S (`straight_through=True`, static τ = 1), chosen over an
+    annealed τ on the validation split, and `logit_scale` on a sweep: see
+    docs/benchmarks.md#blrnet.
+
+    # Arguments
+        epochs: the number of epochs the schedule spans (required).
+        tau_start, tau_end: the temperature τ at the start and after sharpening.
+        sharpen, warmup: fractions of `epochs` (`warmup + sharpen <= 1`).
+        straight_through: hard forward, relaxed gradient (PBNet-S).
+        logit_scale: k; the layers train θ/k, a k-fold step size for the logits
+            (`tfbin.blrnet.BLRConv2D`).
+        update_freq: `"batch"` or `"epoch"`.
+        keep_full_precision: the layers that stay float (`Recipe`).
+
+    # References
+        - [Probabilistic Binary Neural Networks](https://arxiv.org/abs/1809.03368)
+          (Peters & Welling, 2018)
+    """
     params = dict(locals())
     _need_epochs("blrnet", epochs)
     return Recipe(
