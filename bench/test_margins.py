@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # test asserts (tests/test_margins.py checks that the test's source states it).
 FIGURES = {
     "binarize_one_epoch_worst_recipe": (
-        "test_binarize.py", "one_epoch_figures", ">", 0.6,
+        "test_binarize.py", "one_epoch_figures", ">", 0.45,
         "worst recipe's hard accuracy of a binarized tutorial CNN, 1 epoch on 12,000 Fashion-MNIST images",
     ),
     "recipes_irnet_loss_ratio": (
@@ -140,6 +140,12 @@ def main(argv=None) -> int:
                     "date": datetime.date.today().isoformat(),
                 })
                 _io.write_text_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
+    # A bound changed in FIGURES since its cells ran: the entry is judged against the new one.
+    for key in keys:
+        if key in result["figures"]:
+            _, _, op, bound, what = FIGURES[key]
+            result["figures"][key] = summarize({**result["figures"][key], "op": op, "bound": bound, "what": what})
+    _io.write_text_atomic(args.out, json.dumps(result, indent=1, sort_keys=True) + "\n")
     return 0
 
 

@@ -182,9 +182,10 @@ def test_ordinary_cnns_binarized_with_every_recipe_train_far_above_chance():
         results = one_epoch_hard_accuracies(seed=0)
     except data.DataUnavailableError as err:
         pytest.skip(str(err))
-    # Bound 0.6. Measured worst recipe over seeds 0-2 x TF_ENABLE_ONEDNN_OPTS=0/1: see
-    # bench/results/test_margins.json (key binarize_one_epoch_worst_recipe; `python bench/test_margins.py`).
-    below = {name: round(acc, 4) for name, acc in results.items() if not acc > 0.6}
+    # Bound 0.45 (4.5x chance). The worst recipe measured 0.646-0.742 over seeds 0-2 x
+    # TF_ENABLE_ONEDNN_OPTS=0/1 (bench/results/test_margins.json, `python bench/test_margins.py`):
+    # the bound lies beyond the worst value by twice that spread.
+    below = {name: round(acc, 4) for name, acc in results.items() if not acc > 0.45}
     assert not below, (below, results)
 
 

@@ -17,10 +17,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "test_margins.json"
 
-# What training looks like in a test: Keras's fit, a tuner's search, tfbin.pbgnet.train and
-# tfbin.jobs.train.train, the `tfbin train` command (an argv list holding "train", or
+# What training looks like in a test: Keras's fit, a tuner's search, tfbin.pbgnet.train,
+# tfbin.jobs.train.train and tfbin.jobs.tune.tune, the `tfbin train` command (an argv list holding "train", or
 # `cli("train", ...)`), or a script for a subprocess that calls `.fit(`.
-_TRAINING_CALLS = {"fit", "search", "train"}
+_TRAINING_CALLS = {"fit", "search", "train", "tune"}
 
 
 def _figures():
@@ -35,7 +35,10 @@ def _called(node) -> set:
     for call in ast.walk(node):
         if isinstance(call, ast.Call):
             func = call.func
-            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None))
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name == "search" and "tuner" not in ast.unparse(func).lower():
+                name = "re.search"  # a regular expression's, not a tuner's
+            names.add(name)
             if call.args and isinstance(call.args[0], ast.Constant) and call.args[0].value == "train":
                 names.add("train")  # cli("train", ...): the `tfbin train` command
     for literal in ast.walk(node):
