@@ -1,5 +1,6 @@
 """CIFAR-10: tfbin's copy built from image files (a tiny synthetic copy; the shared JPEG copy when
 present), the source order, and the papers' augmentation and normalization."""
+import json
 import os
 import tarfile
 import time
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tfbin
 from tfbin import cli, data
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -292,6 +294,99 @@ def test_training_pipeline_is_reproducible_and_new_each_epoch():
         padded = np.pad(x, ((4, 4), (4, 4), (0, 0)))
         assert any(np.allclose(u, padded[dy:dy + 32, dx:dx + 32], atol=1e-5)
                    for dy in range(9) for dx in range(9) for u in (unnormalized, unnormalized[:, ::-1]))
+
+
+# `tfbin train --dataset cifar10` (tfbin.jobs.train) on the synthetic copy
+
+@pytest.fixture
+def in_prepared(prepared, monkeypatch):
+    """tfbin.data's loaders reading the synthetic copy's data dir (the job names no data dir)."""
+    import functools
+
+    data_dir, _ = prepared
+    for name in ("load", "info", "source"):
+        monkeypatch.setattr(data, name, functools.partial(getattr(data, name), data_dir=data_dir))
+    return data_dir
+
+
+def images(ds):
+    return np.stack([x.numpy() for x, _ in ds]), [int(y) for _, y in ds]
+
+
+def test_train_job_feeds_cifar10_through_the_papers_pipeline(in_prepared):
+    from tfbin.jobs import train
+
+    run = train.prepare(model="resnet20", dataset="cifar10", out="unused", batch_size=8)
+    normalized = data.cifar_preprocess(data.load("cifar10", "test"), training=False)
+    np.testing.assert_array_equal(images(run.data.test)[0], images(normalized)[0])  # evaluation: normalization only
+    assert run.data.input_shape == (32, 32, 3) and run.data.description == "cifar10 (CIFAR-10, JPEG copy)"
+    assert run.data.augmentation.startswith("4-pixel zero padding, random 32x32 crop, random horizontal flip")
+    clean = images(data.cifar_preprocess(data.load("cifar10", "train"), training=False))
+
+    def epoch_images(run, first, epoch):
+        tf.keras.utils.set_random_seed(0)  # as `fit` does
+        batches = list(train._training_batches(run.data, 8, first, 2))[(epoch - first) * 3:(epoch - first + 1) * 3]
+        return np.concatenate([x.numpy() for x, _ in batches]), [int(label) for _, ys in batches for label in ys]
+
+    # An epoch's images depend on the seed and the epoch's index only: epoch 2 of a run resumed at
+    # epoch 2 is epoch 2 of a run from the start, in a fresh pipeline.
+    second, labels = epoch_images(run, 1, 1)
+    np.testing.assert_array_equal(second, epoch_images(run, 0, 1)[0])
+    first = epoch_images(run, 0, 0)[0]
+    assert not np.array_equal(first, second)  # a new order and new crops every epoch
+    assert sorted(labels) == sorted(clean[1]) and len(second) == 20
+    assert sum(any(np.array_equal(x, c) for c in clean[0]) for x in second) < 10  # augmented: most are shifted or mirrored
+
+    plain = train.prepare(model="resnet20", dataset="cifar10", out="unused", augment=False)
+    assert plain.data.augmentation is None
+    unaugmented, labels = epoch_images(plain, 0, 0)
+    order = [next(i for i, c in enumerate(clean[0]) if np.array_equal(x, c)) for x in unaugmented]
+    assert sorted(order) == list(range(20)) and order != list(range(20))  # the clean images, shuffled
+    assert labels == [clean[1][i] for i in order]
+
+
+def test_train_job_adapts_cifar10_to_the_default_model(in_prepared):
+    from tfbin.jobs import train
+
+    run = train.prepare(dataset="cifar10", out="unused", train_samples=4, test_samples=4)  # fmnist_small: 28x28x1
+    assert run.data.input_shape == (28, 28, 1)
+    assert run.data.shape_source == "the model's own; the dataset's 32x32x3 images are adapted: resized, channels averaged"
+    normalized = data.adapt(data.cifar_preprocess(data.load("cifar10", "test[:4]"), training=False), (28, 28, 1))
+    np.testing.assert_array_equal(images(run.data.test)[0], images(normalized)[0])  # normalized, then adapted
+    assert "  prep    training images: 4-pixel zero padding, random 32x32 crop, random horizontal flip; every image: " \
+           "(x - mean) / std per channel" in train._start_line(run).splitlines()
+
+
+@pytest.mark.slow  # ~2 min: resnet20, one epoch of 3 batches, export and pictures
+@pytest.mark.margin(exact="the pipeline's calls, summary and report fields, the reloaded model's hard accuracy on the normalized test images against the reported one")
+def test_train_job_on_cifar10_records_its_pipeline_and_evaluates_as_it_trained(in_prepared, tmp_path, monkeypatch):
+    from tfbin.jobs.train import train
+
+    calls = []
+    preprocess = data.cifar_preprocess
+
+    def spy(dataset, *, training, seed=None, **kwargs):
+        calls.append((training, seed))
+        return preprocess(dataset, training=training, seed=seed, **kwargs)
+
+    monkeypatch.setattr(data, "cifar_preprocess", spy)
+    out = str(tmp_path / "run")
+    summary = train(model="resnet20", dataset="cifar10", epochs=1, batch_size=8, out=out, verbose=0, print_fn=None)
+    # the training and test images for evaluation, then epoch 1's training images, augmented
+    assert calls == [(False, None), (False, None), (True, 1)]
+    assert summary["data"] == "cifar10 (CIFAR-10, JPEG copy)" and summary["data_source"] == "CIFAR-10, JPEG copy"
+    assert summary["augmentation"] == "4-pixel zero padding, random 32x32 crop, random horizontal flip (tfbin.data.cifar_augment)"
+    assert summary["normalization"] == {"mean": list(data.CIFAR10_MEAN), "std": list(data.CIFAR10_STD)}
+    assert (summary["train_images"], summary["test_images"], summary["input_shape"]) == (20, 20, [32, 32, 3])
+    report = json.loads((tmp_path / "run" / "model.report.json").read_text())
+    assert "(x - mean) / std per channel with mean (0.4914, 0.4822, 0.4465)" in json.dumps(report)
+    for picture in ("curves.png", "sharpness.png", "activations.png", "saturation.png"):
+        assert (tmp_path / "run" / picture).stat().st_size > 0
+    model = tf.keras.models.load_model(str(tmp_path / "run" / "model.keras"))
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with tfbin.hard(model):
+        again = model.evaluate(preprocess(data.load("cifar10", "test"), training=False).batch(8), verbose=0, return_dict=True)
+    assert abs(again["accuracy"] - summary["hard_accuracy"]) < 1e-4  # 20 images: exact
 
 
 # The shared JPEG copy (skips when absent)

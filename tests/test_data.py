@@ -42,3 +42,26 @@ def test_unknown_dataset_lists_the_known_ones():
 def test_manual_dir_without_the_files_says_what_is_missing(tmp_path):
     with pytest.raises(data.DataUnavailableError, match="train-images-idx3-ubyte.gz"):
         data.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path))
+
+
+def test_a_truncated_image_in_a_folder_is_named_before_training_or_skipped(tmp_path):
+    """`tfbin train --data-dir` scans with `scan_folder` before anything is written: a PNG or JPEG cut
+    short (a copy that stopped halfway) is named like a file that is no image at all."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).numpy())
+    for ext, encode in {"png": tf.io.encode_png, "jpg": tf.io.encode_jpeg}.items():
+        blob = encode(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).numpy()
+        (tmp_path / "b" / f"cut.{ext}").write_bytes(blob[: len(blob) * 9 // 10])
+    with pytest.raises(ValueError, match=rf"^--data-dir: {tmp_path / 'b' / 'cut.jpg'} is not a readable image \(.*\); remove "
+                                         r"or replace it, or pass --skip-bad-images to train without it\.$"):
+        data.scan_folder(str(tmp_path))
+    (tmp_path / "b" / "cut.jpg").unlink()
+    with pytest.raises(ValueError, match=rf"^--data-dir: {tmp_path / 'b' / 'cut.png'} is not a readable image \(.*Invalid PNG"):
+        data.scan_folder(str(tmp_path))
+    scan = data.scan_folder(str(tmp_path), skip_bad_images=True)
+    assert [file for file, _ in scan.skipped] == [str(tmp_path / "b" / "cut.png")] and len(scan.files) == 6

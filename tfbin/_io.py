@@ -42,8 +42,20 @@ def _directory_of(path: str) -> str:
     return directory
 
 
+def _naming(err: OSError, path: str, tmp: str) -> OSError | None:
+    """`err` again with `path` as its file, where it names the temporary file or no file (a failed
+    `write`): a user must learn which file could not be written (e.g. on a full disk). None when
+    `err` is fine as it is."""
+    if err.filename in (None, tmp) and err.errno is not None:
+        return OSError(err.errno, err.strerror or os.strerror(err.errno), path)
+    return None
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
+    """Write `data` to `path` through a temporary file in the same directory and a rename.
+
+    On any failure the temporary file is removed and `path` is left as it was; an `OSError`
+    (e.g. ENOSPC, a full disk) names `path`."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
@@ -53,6 +65,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), open_mode(path))
         os.replace(tmp, path)
+    except OSError as err:
+        os.unlink(tmp)
+        named = _naming(err, path, tmp)
+        if named is None:
+            raise
+        raise named from err
     except BaseException:
         os.unlink(tmp)
         raise
@@ -85,6 +103,12 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
         model.save(tmp)
         os.chmod(tmp, open_mode(path))
         os.replace(tmp, path)
+    except OSError as err:
+        os.unlink(tmp)
+        named = _naming(err, path, tmp)
+        if named is None:
+            raise
+        raise named from err
     except BaseException:
         os.unlink(tmp)
         raise

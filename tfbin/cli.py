@@ -5,7 +5,7 @@
     tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] [--unsafe]
                                                                 convert and verify with LCE
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
-                [--train-samples N|all] [--test-samples N|all] [--out DIR] [--resume]
+                [--train-samples N|all] [--test-samples N|all] [--no-augment] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
     tfbin report DIR                                            redraw the pictures of a training run
     tfbin tune [--model M] [--recipe R] [--dataset D] [--trials N] [--max-epochs E] [--out DIR]
@@ -13,11 +13,14 @@
 
 Errors a user can fix end with a one-line reason and a non-zero exit (2 for a bad option, 1
 otherwise); `--verbose` (before or after the verb) shows the traceback and TensorFlow's logging.
+SIGINT (Ctrl-C) and SIGTERM stop a command with one line (for `train`: which checkpoint
+`--resume` continues from) and exit 128 + the signal's number (130, 143).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -53,7 +56,8 @@ def _cmd_train(args) -> int:
         model=args.model, recipe=args.recipe, dataset=None if args.data_dir else args.dataset, data_dir=args.data_dir,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay, seed=args.seed, out=args.out,
         resume=args.resume, input_shape=args.input_shape, train_samples=args.train_samples,
-        test_samples=args.test_samples, skip_bad_images=args.skip_bad_images, verbose=2 if args.quiet else 1,
+        test_samples=args.test_samples, skip_bad_images=args.skip_bad_images, augment=not args.no_augment,
+        verbose=2 if args.quiet else 1,
     )
     return 0
 
@@ -246,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N training images (default: all)")
     p.add_argument("--test-samples", type=_samples, default=None, metavar="N|all",
                    help="use only the first N test images (default: all)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="cifar10: train without the papers' augmentation (4-pixel pad, random crop, flip); "
+                        "the per-channel normalization stays")
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_cmd_train)
 
@@ -277,6 +284,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt as err:  # Ctrl-C; `tfbin train` turns SIGTERM into one too, saying what is kept
+        if args.verbose:
+            raise
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(f"tfbin {args.command}: {' '.join(str(err).split()) or 'interrupted'}", file=sys.stderr)
+        return 128 + signum
     except (ValueError, KeyError, TypeError, OSError, RuntimeError) as err:
         if args.verbose:
             raise
