@@ -33,11 +33,15 @@ data: install system-deps
 # Tests that need a dataset skip (saying why) when it cannot be had on this machine. Tests marked
 # `release` (the longest checks of what other tests cover more cheaply) run in `make test-slow`.
 # Two pytest processes (pytest-xdist, one test file at a time each): one core computes while the
-# other traces, converts or waits on a subprocess, and each process holds half the suite's memory.
+# other traces, converts or waits on a subprocess. tests/test_models.py builds every larq-zoo net
+# and a process keeps most of what they took (8 GB measured, clear_session and malloc_trim
+# notwithstanding), so its tests are dealt out one by one to three fresh processes of their own:
+# every pytest process stays under 6 GB (README, Two commands).
 TEST_WORKERS ?= 2
 test: install system-deps
 	$(PY) -m tfbin.cli data || echo "warning: datasets unavailable; their tests will be skipped"
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not release" --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not release" --ignore=tests/test_models.py --durations=15
+	$(PY) -m pytest -q -n 3 --dist load -m "not release" tests/test_models.py --durations=5
 
 # At release: the tests `make test` leaves out (see README, Two commands).
 test-slow: install system-deps

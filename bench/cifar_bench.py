@@ -38,26 +38,11 @@ import tensorflow as tf  # noqa: E402
 from tfbin import _io, data, export, models, recipes  # noqa: E402
 from tfbin.introspect import binarized_layers  # noqa: E402
 from tfbin.models import small  # noqa: E402
+from accuracy_bench import StepTimer  # noqa: E402  (epochs 2+ timed, as there)
 
 TRAIN_IMAGES, BATCH, LR, MOMENTUM, WEIGHT_DECAY = 50_000, 128, 0.1, 0.9, 1e-4
 CHECK_IMAGES = 2000
 FLOAT_NETS = {"resnet20": small.resnet20, "vgg_small": small.vgg_small}
-
-
-class StepTimer(tf.keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times, self.epoch = [], 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch >= 1:  # epoch 1 includes tracing
-            self.times.append(time.perf_counter() - self.start)
 
 
 def splits(seed, validation, train_images, manual_dir):

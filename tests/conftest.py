@@ -46,3 +46,15 @@ def pytest_sessionfinish(session, exitstatus):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with open(path, "a") as f:
         f.write(f"{worker} {int(peak) / 1024 / 1024:.2f} GiB\n")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """With TFBIN_RSS_TRACE=PATH, each test appends its process's resident memory after it ran,
+    to find which tests hold memory."""
+    path = os.environ.get("TFBIN_RSS_TRACE")
+    if not path:
+        return
+    with open("/proc/self/status") as f:
+        rss = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
+    with open(path, "a") as f:
+        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {int(rss) // 1024} MiB {item.nodeid}\n")
