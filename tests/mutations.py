@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -424,10 +425,8 @@ _children_lock = threading.Lock()
 
 
 def _kill(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it ended on its own
         os.killpg(process.pid, signal.SIGKILL)  # pytest and whatever it started (its own session)
-    except ProcessLookupError:
-        pass
 
 
 def run_pytest(copy: Path, selection, timeout: float, guard_out: Path) -> dict:
