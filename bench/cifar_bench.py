@@ -16,12 +16,17 @@ images does not drop, as `tfbin train` ships it), the median step time of epochs
 export: the number of binarized layers that became `LceBconv2d` and the TFLite/Keras argmax
 agreement on every scored image. `--validation N` holds out the last N training images and
 scores on them (choices are made there); without it the 10,000 test images score the run.
-Results are written after every run (atomically) and a rerun skips runs already done.
+Results are written after every run (atomically) and a rerun skips runs already done. A run
+cut off mid-way (the session ends, SIGTERM) continues from its last finished epoch: Keras's
+`BackupAndRestore` keeps each run's checkpoint in `~/.cache/tfbin/cifar_bench/` (or
+`$TFBIN_BENCH_BACKUP`) until the run is written; the row records the epoch it resumed at (the
+resumed epochs reshuffle from the seed again, so such a run is not bitwise the uninterrupted one).
 """
 import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,7 +71,24 @@ def build(arm, model_name, epochs):
     return models.build(model_name, arm, epochs=epochs)
 
 
-def run(arm, seed, args, manual_dir):
+def backup_dir(path, arm, seed):
+    root = os.environ.get("TFBIN_BENCH_BACKUP") or os.path.join(os.path.expanduser("~"), ".cache", "tfbin", "cifar_bench")
+    return os.path.join(root, os.path.splitext(os.path.basename(path))[0], f"{arm}_seed{seed}")
+
+
+class ResumeMark(tf.keras.callbacks.Callback):
+    """Notes the epoch `fit` starts at: 0, or where `BackupAndRestore` put a resumed run."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+
+
+def run(arm, seed, args, manual_dir, backup):
     tf.keras.utils.set_random_seed(seed)
     train, scored, check, kept = splits(seed, args.validation, args.train_images, manual_dir)
     model, callbacks = build(arm, args.model, args.epochs)
@@ -74,11 +96,12 @@ def run(arm, seed, args, manual_dir):
     schedule = tf.keras.optimizers.schedules.CosineDecay(LR, steps)
     optimizer = tf.keras.optimizers.SGD(schedule, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
-    timer = StepTimer()
+    timer, mark = StepTimer(), ResumeMark()
     start = time.time()
-    model.fit(train, epochs=args.epochs, callbacks=[*callbacks, timer], verbose=2 if args.verbose else 0)
+    restore = tf.keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)
+    model.fit(train, epochs=args.epochs, callbacks=[restore, *callbacks, timer, mark], verbose=2 if args.verbose else 0)
     row = {
-        "arm": arm, "seed": seed, "train_seconds": round(time.time() - start, 1),
+        "arm": arm, "seed": seed, "train_seconds": round(time.time() - start, 1), "resumed_at_epoch": mark.first_epoch,
         "step_ms": round(1000 * statistics.median(timer.times), 1) if timer.times else None,
         "soft_accuracy": round(accuracy(model, scored), 4),
     }
@@ -170,7 +193,8 @@ def main():
         for arm in args.arms.split(","):
             if any(r["arm"] == arm and r["seed"] == seed for r in rows):
                 continue
-            row = run(arm, seed, args, manual_dir)
+            backup = backup_dir(path, arm, seed)
+            row = run(arm, seed, args, manual_dir, backup)
             rows.append(row)
             print(f"seed {seed} {arm}: hard {row['hard_accuracy']:.4f} deployed {row.get('hard_accuracy_deployed')} "
                   f"soft {row['soft_accuracy']:.4f}, {row['step_ms']} ms/step ({time.time() - started:.0f} s)", flush=True)
@@ -187,6 +211,7 @@ def main():
                 "summary": {"cifar10": summarize(rows, arms)},
             }
             _io.write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+            shutil.rmtree(backup)
 
 
 if __name__ == "__main__":
