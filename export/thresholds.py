@@ -27,7 +27,7 @@ _FUSED_PRODUCERS = {"LceBconv2d", "LceBMaxPool2d"}
 def _why_float(layer, model, is_binarized, two_level) -> str:
     """Why the BN → sign in front of `layer` could not become the previous conv's threshold."""
     # `model`'s own calls of its layers: the exporter's rebuilt model shares them and adds a node.
-    between, current = [], _graph.predecessor(layer, model)
+    between, last, current = [], layer, _graph.predecessor(layer, model)
     while current is not None and not isinstance(current, tf.keras.layers.InputLayer):
         if isinstance(current, (tf.keras.layers.Conv2D, tf.keras.layers.Dense)):
             if not is_binarized(current):
@@ -48,7 +48,14 @@ def _why_float(layer, model, is_binarized, two_level) -> str:
                         "so the BN after it cannot become its output threshold")
             return f"BatchNormalization directly after {current.name!r}, yet not fused by the converter"
         between.append(current)
-        current = _graph.predecessor(current, model)
+        last, current = current, _graph.predecessor(current, model)
+    if current is None:
+        inbound = _graph.inbound_layers(last, model)
+        if inbound is None:
+            return f"{last.name!r}, on the way back to the previous binary layer, is called more than once"
+        if len(inbound) > 1:
+            return (f"{type(last).__name__} {last.name!r} merges {len(inbound)} branches before it (e.g. a residual "
+                    "shortcut): the sign is taken of the float sum, so no single conv's BN can become its threshold")
     return "its input is the model's input"
 
 

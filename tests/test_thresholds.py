@@ -39,3 +39,13 @@ def test_conv_bn_pool_order_lets_lce_threshold_and_pool_in_binary():
     rows = sign_inputs(model, *converted(model))
     assert [r["sign"] for r in rows] == ["float", "fused"]
     assert "LceBMaxPool2d" in rows[1]["detail"]  # thresholds, then LCE's binary max-pool
+
+
+def test_resnet20_names_the_residual_add_as_why_its_signs_run_in_float():
+    # IR-Net's ResNet-20 feeds every binary conv hardtanh(BN(conv(x)) + shortcut): the sign is of
+    # a sum of two branches, so no single conv's BatchNorm can become its threshold.
+    model, _ = models.build("resnet20", "irnet", epochs=1)
+    rows = sign_inputs(model, *converted(model))
+    assert len(rows) == 18 and all(r["sign"] == "float" for r in rows)
+    assert "is float" in rows[0]["detail"]  # the first binary conv reads the float stem's block
+    assert all("Add" in r["detail"] and "merges 2 branches" in r["detail"] for r in rows[1:]), [r["detail"] for r in rows]
