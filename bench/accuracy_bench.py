@@ -50,7 +50,7 @@ sys.path.insert(0, ROOT)
 
 import tfbin  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tfbin import _io, data, losses, models, recipes  # noqa: E402
+from tfbin import _io, data, losses, models, regimen  # noqa: E402
 from tfbin.models import small  # noqa: E402
 
 ARMS = ["float", "float_linear", "ste", "approx_sign", "swish_sign", "bireal", "abr", "abr_float_weights", "self_binarizing",
@@ -58,7 +58,6 @@ ARMS = ["float", "float_linear", "ste", "approx_sign", "swish_sign", "bireal", "
 FLOAT_ARMS = {"float": "relu", "float_linear": None}  # arm: fmnist_small's activation
 TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
-CHECK_IMAGES = 2000  # as tfbin train's recalibration check
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -121,8 +120,7 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
         model, callbacks = models.build("fmnist_small", recipe, epochs=epochs, **overrides)
         if arm == "irnet_kd":
             model = losses.Distillation(teacher(dataset, seed, args), temperature=4.0, weight=1.0).wrap(model)
-    lr = recipes.learning_rate(lr, lr_decay, epochs * int(train.cardinality()))
-    model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(regimen.adam(lr, lr_decay, epochs * int(train.cardinality())), "sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = StepTimer()
     start = time.time()
     model.fit(train, epochs=epochs, callbacks=[*callbacks, timer], verbose=0)
@@ -142,13 +140,12 @@ def run(arm, dataset, seed, args, save_to=None, overrides=None, lr=LR, lr_decay=
             row["hard_accuracy"] = accuracy(model, score)
     row["soft_hard_gap"] = round(row["soft_accuracy"] - row["hard_accuracy"], 4)
     if arm not in FLOAT_ARMS:
-        # What `tfbin train` deploys: the BN statistics re-estimated on 100 training batches
-        # (tfbin.recalibrate), kept when the hard accuracy on the first 2,000 training images does
-        # not drop (the scored images are not consulted). Recalibrated anyway when that check
-        # refuses, for the "recal." figure: the same cached batches give the same statistics.
-        batches = train.take(100).cache()
-        check = data.load(dataset, "train").take(CHECK_IMAGES).batch(1000).cache()
-        report = tfbin.recalibrate(model, batches, steps=None, check=check)
+        # What `tfbin train` deploys (tfbin.regimen), checked on the first training images, the
+        # same for every arm of a seed. Recalibrated anyway when that check refuses, for the
+        # "recal." figure: the same cached batches give the same statistics.
+        batches = train.take(regimen.RECALIBRATION_BATCHES).cache()
+        check = data.load(dataset, "train").take(regimen.CHECK_IMAGES).batch(1000).cache()
+        report = regimen.recalibrate_if_it_helps(model, batches, check=check)
         with tfbin.hard(model):
             row["hard_accuracy_deployed"] = accuracy(model, score)
         if report["applied"]:

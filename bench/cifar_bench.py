@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 import tfbin  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tfbin import _io, data, export, models, recipes  # noqa: E402
+from tfbin import _io, data, export, models, recipes, regimen  # noqa: E402
 from tfbin.introspect import binarized_layers  # noqa: E402
 from tfbin.models import small  # noqa: E402
 from accuracy_bench import StepTimer  # noqa: E402  (epochs 2+ timed, as there)
@@ -115,7 +115,7 @@ def run(arm, seed, args, manual_dir, backup):
     row["soft_hard_gap"] = round(row["soft_accuracy"] - row["hard_accuracy"], 4)
     if arm == "float":
         return row
-    report = tfbin.recalibrate(inner, train.take(100).cache(), steps=None, check=check)
+    report = regimen.recalibrate_if_it_helps(inner, train.take(100).cache(), check=check)
     with tfbin.hard(inner):
         row["hard_accuracy_deployed"] = round(accuracy(inner, scored), 4)
     row["recalibration_applied"] = report["applied"]

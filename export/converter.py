@@ -214,42 +214,18 @@ def convert(
         normalization, labels: what a deploying app needs to know, copied into the report.
         report_path: also write the report as JSON there and as Markdown beside it (`.md`).
     """
-    import larq_compute_engine as lce
-
     model = unwrap(model)  # a training model's auxiliary losses are not deployed
     if model.inputs is None or len(model.inputs) != 1:
         raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
     exported, mapping, refused = export_model(model)
-    with _hard(model), _converting():  # the layers that were not rewritten are shared with `model`
-        flatbuffer = lce.convert_keras_model(exported)
-    with _converting():
-        float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
-
+    flatbuffer, float_flatbuffer = _convert_both(model, exported)
     input_shape = tuple(model.inputs[0].shape[1:])
-    if sample_inputs is None:
-        rng = np.random.default_rng(0)
-        sample_inputs = rng.uniform(0.0, 1.0, size=(num_samples, *input_shape)).astype(np.float32)
-    sample_inputs = np.asarray(sample_inputs, np.float32)
-    with _hard(model):
-        expected = model.predict(sample_inputs, batch_size=256, verbose=0)
-        sample_margins = margins(model, sample_inputs)
-    with _quiet.conversion():
-        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
-    parity = compare(np.asarray(expected), np.asarray(got), sample_margins)
-
+    sample_inputs = _sample_inputs(sample_inputs, num_samples, input_shape)
+    parity = _parity(model, flatbuffer, sample_inputs)
     with _quiet.conversion():
         measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None
     ops = flatbuffer_lib.ops(flatbuffer)
-    rows = _map_layers(model, mapping, refused, ops)
-    # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
-    two_level = {
-        name for name, export_name in mapping.items()
-        if getattr(exported.get_layer(export_name), "offset_scale", None) is not None
-    }
-    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping, two_level)}
-    for row in rows:
-        sign = signs.get(row["layer"], {})
-        row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
+    rows = _layer_rows(model, exported, mapping, refused, flatbuffer, ops)
     float_rows = _float_weight_rows(model, ops)
     report = ExportReport(
         path=None if path is None else os.fspath(path),
@@ -261,15 +237,75 @@ def convert(
         one_bit_limit_bytes=_one_bit_limit_bytes(model),
         parity=parity,
         latency=measured,
-        deployment={
-            "input_shape": [1, *input_shape],
-            "input_dtype": "float32",
-            "normalization": normalization,
-            "labels": list(labels) if labels is not None else None,
-            "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
-        },
+        deployment=_deployment(input_shape, normalization, labels),
         flatbuffer=flatbuffer,
     )
+    report.problems = _problems(rows, float_rows, parity)
+    _write(report, flatbuffer, path, report_path, strict)
+    return report
+
+
+def _convert_both(model, exported) -> tuple[bytes, bytes]:
+    """The LCE flatbuffer of the hard form (`exported`, the rewritten `model`) and the plain
+    TFLite one of its float twin, the size the report compares with."""
+    import larq_compute_engine as lce
+
+    with _hard(model), _converting():  # the layers that were not rewritten are shared with `model`
+        flatbuffer = lce.convert_keras_model(exported)
+    with _converting():
+        float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
+    return flatbuffer, float_flatbuffer
+
+
+def _sample_inputs(sample_inputs, num_samples: int, input_shape: tuple) -> np.ndarray:
+    """The parity check's inputs: those given, else `num_samples` uniform [0, 1] ones."""
+    if sample_inputs is None:
+        rng = np.random.default_rng(0)
+        sample_inputs = rng.uniform(0.0, 1.0, size=(num_samples, *input_shape)).astype(np.float32)
+    return np.asarray(sample_inputs, np.float32)
+
+
+def _parity(model, flatbuffer: bytes, sample_inputs: np.ndarray) -> dict:
+    """The hard Keras model against LCE's interpreter on `sample_inputs` (`compare`)."""
+    import larq_compute_engine as lce
+
+    with _hard(model):
+        expected = model.predict(sample_inputs, batch_size=256, verbose=0)
+        sample_margins = margins(model, sample_inputs)
+    with _quiet.conversion():
+        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
+    return compare(np.asarray(expected), np.asarray(got), sample_margins)
+
+
+def _layer_rows(model, exported, mapping, refused, flatbuffer: bytes, ops) -> list[dict]:
+    """The report's row per binarized layer: the LCE op it became and whether its input sign
+    came from the previous binary conv's thresholds."""
+    rows = _map_layers(model, mapping, refused, ops)
+    # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
+    two_level = {
+        name for name, export_name in mapping.items()
+        if getattr(exported.get_layer(export_name), "offset_scale", None) is not None
+    }
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping, two_level)}
+    for row in rows:
+        sign = signs.get(row["layer"], {})
+        row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
+    return rows
+
+
+def _deployment(input_shape: tuple, normalization: str, labels) -> dict:
+    """What an app that runs the `.tflite` needs to know."""
+    return {
+        "input_shape": [1, *input_shape],
+        "input_dtype": "float32",
+        "normalization": normalization,
+        "labels": list(labels) if labels is not None else None,
+        "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
+    }
+
+
+def _problems(rows, float_rows, parity) -> list[str]:
+    """Why the `.tflite` is not the binary net it should be (empty when it is)."""
     problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
     if not rows and float_rows:
         problems.append(
@@ -283,7 +319,12 @@ def convert(
             f"parity failed: {parity['unexplained_mismatches']} of {parity['tie_free_samples']} tie-free samples "
             f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
         )
-    report.problems = problems
+    return problems
+
+
+def _write(report: ExportReport, flatbuffer: bytes, path, report_path, strict: bool) -> None:
+    """Write the `.tflite` and the report, or (strict, with problems) only the report and raise."""
+    problems = report.problems
     if problems and strict:
         # The report says why; the .tflite is not written (strict means: no file unless binary).
         if report_path is not None:
@@ -291,9 +332,8 @@ def convert(
         where = f" (report: {os.fspath(report_path)})" if report_path is not None else ""
         raise ExportError("tfbin.export (strict): " + "; ".join(problems) + where)
     if problems:
-        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=2)
+        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=3)  # convert's caller
     if path is not None:
         _io.write_bytes_atomic(path, flatbuffer)
     if report_path is not None:
         report.write(report_path)
-    return report

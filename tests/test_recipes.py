@@ -193,3 +193,42 @@ def test_self_binarizing_kernel_sharpness_can_end_apart_from_the_activations():
     assert v(4.0) == pytest.approx(100.0) and v_kernel(4.0) == pytest.approx(3.0)
     same = recipes.get("self_binarizing", epochs=4, v_end=100.0, v_kernel_end=None, sharpen=0.5, warmup=0.0)
     assert same.schedules["v_kernel"](1.0) == pytest.approx(10.0)
+
+
+def test_load_takes_a_name_a_recipe_or_a_recipe_file_stretched_to_the_run(tmp_path):
+    by_name = recipes.load("irnet", epochs=4)
+    assert (by_name.name, by_name.params) == ("irnet", recipes.get("irnet", epochs=4).params)
+    assert recipes.load("ste", epochs=4).params == recipes.get("ste").params  # no schedule: epochs ignored
+    made = recipes.get("irnet", epochs=3, t_max=5.0)
+    assert recipes.load(made, epochs=10) is made  # a Recipe object is complete as it is
+    made.params["training"] = {"lr": 2e-3, "lr_decay": "cosine"}  # as tfbin tune writes it
+    path = tmp_path / "best_recipe.json"
+    path.write_text(made.to_json())
+    assert recipes.load(str(path), epochs=3) == made  # its own length: used as written
+    assert recipes.load(str(path)) == made
+    longer = recipes.load(str(path), epochs=10)
+    assert longer.params["epochs"] == 10 and longer.params["t_max"] == 5.0
+    assert longer.params["training"] == made.params["training"]
+    assert longer.get_config()["schedules"]["t"]["config"]["epochs"] == 10
+
+
+def test_load_refuses_a_file_it_cannot_read_or_rebuild_with_the_reason(tmp_path):
+    with pytest.raises(ValueError, match="cannot read the recipe file"):
+        recipes.load(str(tmp_path / "missing.json"), epochs=3)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "irnet"}')
+    with pytest.raises(ValueError, match="not a tfbin recipe JSON file"):
+        recipes.load(str(bad), epochs=3)
+    config = recipes.get("irnet", epochs=1).get_config()
+    config["kernel_constraint"] = "weight_clip"  # an edit its factory would not make
+    edited = tmp_path / "edited.json"
+    edited.write_text(recipes.Recipe.from_config(config).to_json())
+    assert recipes.load(str(edited), epochs=1).kernel_constraint == "weight_clip"  # used as written
+    with pytest.raises(ValueError, match="edited by hand.*pass --epochs 1"):
+        recipes.load(str(edited), epochs=2)
+    config = recipes.get("irnet", epochs=1).get_config()
+    config["name"] = "not_registered"
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(recipes.Recipe.from_config(config).to_json())
+    with pytest.raises(ValueError, match="span 1 epochs and it cannot be rebuilt for 2 .*pass --epochs 1"):
+        recipes.load(str(unknown), epochs=2)

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import tuning
-from tfbin.batchnorm import _batch_norms
+from tfbin import regimen
+from tfbin.batchnorm import batch_norms
 
 
 def _data(n=128, seed=0):
@@ -103,14 +104,14 @@ def test_the_objective_is_the_hard_accuracy(tmp_path, monkeypatch):
     trained = []
 
     def recalibrate(model, *args, **kwargs):
-        trained[:] = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in _batch_norms(model)]
+        trained[:] = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in batch_norms(model)]
         return tfbin.recalibrate(model, *args, **kwargs)
 
-    monkeypatch.setattr(tuning.tuners, "recalibrate", recalibrate)
+    monkeypatch.setattr(regimen, "recalibrate", recalibrate)
     tuner, trial, validation = _objective_search(str(tmp_path), seed=0)
     model = tuner.load_model(trial)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    norms = _batch_norms(model)
+    norms = batch_norms(model)
     assert len(trained) == len(norms) == 3
     with tfbin.hard(model):
         hard = model.evaluate(validation, verbose=0, return_dict=True)["accuracy"]

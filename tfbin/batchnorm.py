@@ -19,10 +19,11 @@ from tfbin import sharpness
 from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
 
-__all__ = ["recalibrate"]
+__all__ = ["recalibrate", "batch_norms"]
 
 
-def _batch_norms(model):
+def batch_norms(model) -> list:
+    """Every BatchNormalization layer of `model`, nested ones included."""
     return [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
 
 
@@ -87,7 +88,7 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None
         `"check_accuracy_before"` and `"check_accuracy_after"`.
     """
     model = unwrap(model)
-    norms = _batch_norms(model)
+    norms = batch_norms(model)
     if not norms:
         raise ValueError(f"Model {model.name!r} has no BatchNormalization layer to recalibrate.")
     if steps is not None and (int(steps) != steps or steps < 1):

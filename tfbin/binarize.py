@@ -253,7 +253,7 @@ def _prepare_float_model(model, targets, normalize_outputs=True, insert_batch_no
     changes = _report(removed, insert, after)
     after = [name for name, _ in after]
     if refused:
-        warnings.warn("tfbin.binarize: " + "; ".join(refused), stacklevel=3)
+        warnings.warn("tfbin.binarize: " + "; ".join(refused), stacklevel=4)  # binarize's caller
     if not strip and not insert and not after:
         return model, changes
     config = model.get_config()
@@ -443,12 +443,30 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, insert_batch
     _graph.check_rebuildable(model, "binarize")
     if insert_batch_norm not in _INSERT_MODES:
         raise ValueError(f"insert_batch_norm must be one of {_INSERT_MODES}, got {insert_batch_norm!r}.")
+    recipe = _resolve_recipe(recipe, epochs, overrides)
+    targets = _targets(model, recipe)
+    changes = []
+    if not any(_is_larq_binary_weight_layer(l) for l in model.layers):  # a larq model chose its own graph
+        model, changes = _prepare_float_graph(model, recipe, targets, insert_batch_norm)
+    new_model = _quantize(model, recipe, targets)
+    for loss in recipe.losses:
+        new_model = loss.attach(new_model)
+    result = Binarized(new_model, recipe.callbacks())
+    result.changes = changes
+    return result
+
+
+def _resolve_recipe(recipe, epochs, overrides):
+    """`binarize`'s recipe argument made a `Recipe`: a name with `epochs` and the overrides."""
     if isinstance(recipe, str):
         if epochs is not None:
             overrides["epochs"] = epochs
-        recipe = recipes_lib.get(recipe, **overrides)
-    else:
-        recipe = recipes_lib.get(recipe)
+        return recipes_lib.get(recipe, **overrides)
+    return recipes_lib.get(recipe)
+
+
+def _targets(model, recipe) -> list:
+    """The names of the layers `binarize` quantizes; warns about the layers it must leave float."""
     targets, skipped = _plan(model, recipe)
     if not targets:
         raise ValueError(
@@ -460,23 +478,27 @@ def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, insert_batch
         warnings.warn(
             "tfbin.binarize left these layers float: "
             + "; ".join(f"{name} ({why})" for name, why in skipped.items()),
-            stacklevel=2,
+            stacklevel=3,  # binarize's caller
         )
+    return targets
 
-    changes = []
-    if not any(_is_larq_binary_weight_layer(l) for l in model.layers):  # a larq model chose its own graph
-        scaled = recipe.layer_type is not None and getattr(LAYER_TYPES[recipe.layer_type][0], "float_scaled_output", False)
-        model, changes = _prepare_float_model(model, set(targets), normalize_outputs=not scaled, insert_batch_norm=insert_batch_norm)
-        if changes:
-            warnings.warn("tfbin.binarize changed the float graph:\n" + "\n".join(f"- {c}" for c in changes), stacklevel=2)
+
+def _prepare_float_graph(model, recipe, targets, insert_batch_norm):
+    """The float model with the activations and BatchNormalizations `binarize` changes (its
+    docstring), and the list of those changes, also issued as one warning."""
+    scaled = recipe.layer_type is not None and getattr(LAYER_TYPES[recipe.layer_type][0], "float_scaled_output", False)
+    model, changes = _prepare_float_model(model, set(targets), normalize_outputs=not scaled, insert_batch_norm=insert_batch_norm)
+    if changes:
+        warnings.warn("tfbin.binarize changed the float graph:\n" + "\n".join(f"- {c}" for c in changes), stacklevel=3)
+    return model, changes
+
+
+def _quantize(model, recipe, targets):
+    """`model` rebuilt with each target layer replaced by its quantized form, weights kept."""
     quiet = _quiet.starved_weights_intended() if recipe.kernel_constraint is None else contextlib.nullcontext()
     with quiet:
         new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
         for layer in new_model.layers:
             if layer.name in targets and hasattr(layer, "from_float_kernel"):
                 layer.from_float_kernel()  # the copied float kernel -> the layer's own parameters (BLRNet's logits)
-    for loss in recipe.losses:
-        new_model = loss.attach(new_model)
-    result = Binarized(new_model, recipe.callbacks())
-    result.changes = changes
-    return result
+    return new_model

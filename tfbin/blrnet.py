@@ -74,7 +74,7 @@ from tfbin.batchnorm import recalibrate
 from tfbin.introspect import all_layers
 from tfbin.layers import LAYER_TYPES
 from tfbin.mode import hard
-from tfbin.quantizers import SoftHardQuantizer, _register as _register_quantizer
+from tfbin.quantizers import SoftHardQuantizer, register as _register_quantizer
 
 __all__ = [
     "RelaxedSign",

@@ -189,6 +189,7 @@ def _input_shape(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `tfbin` command line: the global `--verbose`, then one sub-command per verb."""
     parser = _Parser(prog="tfbin", description=__doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     # Also accepted after the verb; SUPPRESS keeps a verb's absent flag from resetting the global one.
@@ -199,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     def verb(name, **kwargs):
         return sub.add_parser(name, parents=[common], formatter_class=_Help, **kwargs)
 
+    for add_verb in (_data_verb, _export_verb, _train_verb, _tune_verb, _report_verb):
+        add_verb(verb)
+    return parser
+
+
+def _data_verb(verb) -> None:
     p = verb("data", help="prepare datasets (offline-first)")
     p.add_argument("names", nargs="*",
                    help="datasets (default: all built-in; those without a source on this machine, like cifar10, "
@@ -212,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "instead of stopping")
     p.set_defaults(run=_cmd_data)
 
+
+def _export_verb(verb) -> None:
     p = verb("export", help="convert a saved model (.h5, .keras, SavedModel) into a binary .tflite")
     p.add_argument("model", help="the trained model: .keras, .h5 or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
@@ -226,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load a model file that holds Lambda layers (their stored code runs on load): only for files you trust")
     p.set_defaults(run=_cmd_export)
 
+
+def _train_verb(verb) -> None:
     p = verb("train", help="train, look, export and verify: the main job")
     p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
     p.add_argument("--recipe", default="irnet",
@@ -256,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     p.set_defaults(run=_cmd_train)
 
+
+def _tune_verb(verb) -> None:
     p = verb("tune", help="search a recipe's hyperparameters with keras-tuner (resumes in the same --out)")
     p.add_argument("--model", default="fmnist_small", help="a tfbin.models name")
     p.add_argument("--recipe", default="irnet", help="a tfbin.recipes name whose search ranges are searched")
@@ -274,10 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate on the last M training images (never the test set)")
     p.set_defaults(run=_cmd_tune)
 
+
+def _report_verb(verb) -> None:
     p = verb("report", help="redraw the pictures of a `tfbin train` directory")
     p.add_argument("dir", help="a `tfbin train` output directory")
     p.set_defaults(run=_cmd_report)
-    return parser
 
 
 def main(argv=None) -> int:

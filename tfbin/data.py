@@ -650,11 +650,90 @@ _CIFAR10_CITATION = """\
 }
 """
 
+_CIFAR10_MANUAL_INSTRUCTIONS = (
+    "Put a copy of CIFAR-10's images in manual_dir, as a folder or a .tar.gz laid out as "
+    "[one top folder/]{train,test}/<class>/<image> with the classes " + ", ".join(CIFAR10_CLASSES)
+    + " (50,000 training and 10,000 test images of 32x32 pixels). With tfbin: "
+    "`tfbin data cifar10 --manual-dir PATH` (PATH the folder or the .tar.gz itself)."
+)
+
+
+# The builder's methods on a plain class: TFDS's base class, which takes seconds to import, joins
+# them only when the builder is first asked for (`_cifar10_local_class`).
+class _Cifar10LocalBuilder:
+    """CIFAR-10 built once from a folder or tar archive of its images (TFDS name `cifar10_local`).
+
+    The source (`manual_dir`) is a folder or a tar archive (`.tar.gz`, `.tgz`, `.tar`) laid out
+    as `[one top folder/]{train,test}/<class>/<image>`, every class of `CIFAR10_CLASSES` in both
+    splits, or a folder holding just such an archive. The layout is checked and every image
+    decoded first (`_scan_cifar10_copy`), so a wrong layout or an unreadable file is named in
+    one error before anything is written (or, with `skip_bad_images`, left out and counted).
+    Each image is then decoded with TensorFlow (`tf.io.decode_image`, the same pixels as
+    `tf.io.decode_jpeg`) and stored losslessly as PNG in TFRecords, in sorted file order with
+    its path (`train/airplane/0000.jpg`) as the key and the `id` feature: the same copy always
+    gives the same dataset. TFDS writes into a `.incomplete` folder that it renames when done
+    and removes on an error, so a failed or interrupted build leaves nothing a later load
+    would read.
+
+    Preparing the 60,000-image JPEG copy (`cifar10-jpeg.tar.gz`, 19.6 MB) took 84 s and 105 s
+    in two runs on the 2-core development machine, shared with a test run (reading and
+    checking it 15-16 s of that, writing the rest); the two runs wrote byte-identical
+    TFRecords, 137 MB in all. Later loads read the prepared data: one epoch of
+    the 50,000 training images (`load("cifar10", "train").batch(128)`) took 7-10 s the first
+    time and 3 s after (TFDS caches a dataset this small in memory), against 4.5-5 s an epoch
+    for decoding the JPEG files of an extracted copy directly (`tf.io.read_file` +
+    `tf.io.decode_jpeg`, parallel `tf.data` map), on the same busy machine.
+
+    # Arguments
+        scan: the checked copy (`_scan_cifar10_copy`); None scans `manual_dir`.
+        skip_bad_images: with `scan=None`, whether the scan leaves out unreadable files.
+        metadata: provenance to store in `metadata.json` (`_copy_metadata`).
+        **kwargs: `tfds.core.GeneratorBasedBuilder`'s (`data_dir`, ...).
+    """
+
+    def __init__(self, *, scan=None, skip_bad_images: bool = False, metadata: dict | None = None, **kwargs):
+        self._scan = scan
+        self._skip_bad_images = skip_bad_images
+        self._provenance = metadata
+        super().__init__(**kwargs)
+
+    def _info(self):
+        import tensorflow_datasets as tfds
+
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=_CIFAR10_LOCAL_DESCRIPTION,
+            features=tfds.features.FeaturesDict({
+                "id": tfds.features.Text(),
+                "image": tfds.features.Image(shape=_CIFAR10_SHAPE, encoding_format="png"),
+                "label": tfds.features.ClassLabel(names=list(CIFAR10_CLASSES)),
+            }),
+            supervised_keys=("image", "label"),
+            homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+            citation=_CIFAR10_CITATION,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager):
+        if self._scan is None:  # built through TFDS itself (`tfds build cifar10_local --manual_dir DIR`)
+            start = time.time()
+            self._scan = _scan_cifar10_copy(os.fspath(dl_manager.manual_dir), self._skip_bad_images)
+            self._provenance = _copy_metadata(self._scan, time.time() - start)
+        self.info.metadata.update(self._provenance or _copy_metadata(self._scan, 0.0))
+        return {split: self._generate_examples(split) for split in _CIFAR10_SPLITS}
+
+    def _generate_examples(self, split):
+        for key, label in self._scan.examples[split]:
+            _, image = _decode_cifar_image(self._scan.blobs[key])
+            yield key, {"id": key, "image": image, "label": label}
+
+
 _CIFAR10_LOCAL_CLASS = []  # the builder class, defined on first use (importing TFDS takes seconds)
 
 
 def _cifar10_local_class():
-    """The TFDS builder class `Cifar10Local`, registered as `cifar10_local` when first asked for."""
+    """The TFDS builder class `Cifar10Local` (`_Cifar10LocalBuilder` on TFDS's base), registered as
+    `cifar10_local` when first asked for."""
     if _CIFAR10_LOCAL_CLASS:
         return _CIFAR10_LOCAL_CLASS[0]
     import tensorflow_datasets as tfds
@@ -665,79 +744,11 @@ def _cifar10_local_class():
     except tfds.core.registered.DatasetNotFoundError:
         registered = False
 
-    class Cifar10Local(tfds.core.GeneratorBasedBuilder, skip_registration=registered):
-        """CIFAR-10 built once from a folder or tar archive of its images (TFDS name `cifar10_local`).
-
-        The source (`manual_dir`) is a folder or a tar archive (`.tar.gz`, `.tgz`, `.tar`) laid out
-        as `[one top folder/]{train,test}/<class>/<image>`, every class of `CIFAR10_CLASSES` in both
-        splits, or a folder holding just such an archive. The layout is checked and every image
-        decoded first (`_scan_cifar10_copy`), so a wrong layout or an unreadable file is named in
-        one error before anything is written (or, with `skip_bad_images`, left out and counted).
-        Each image is then decoded with TensorFlow (`tf.io.decode_image`, the same pixels as
-        `tf.io.decode_jpeg`) and stored losslessly as PNG in TFRecords, in sorted file order with
-        its path (`train/airplane/0000.jpg`) as the key and the `id` feature: the same copy always
-        gives the same dataset. TFDS writes into a `.incomplete` folder that it renames when done
-        and removes on an error, so a failed or interrupted build leaves nothing a later load
-        would read.
-
-        Preparing the 60,000-image JPEG copy (`cifar10-jpeg.tar.gz`, 19.6 MB) took 84 s and 105 s
-        in two runs on the 2-core development machine, shared with a test run (reading and
-        checking it 15-16 s of that, writing the rest); the two runs wrote byte-identical
-        TFRecords, 137 MB in all. Later loads read the prepared data: one epoch of
-        the 50,000 training images (`load("cifar10", "train").batch(128)`) took 7-10 s the first
-        time and 3 s after (TFDS caches a dataset this small in memory), against 4.5-5 s an epoch
-        for decoding the JPEG files of an extracted copy directly (`tf.io.read_file` +
-        `tf.io.decode_jpeg`, parallel `tf.data` map), on the same busy machine.
-
-        # Arguments
-            scan: the checked copy (`_scan_cifar10_copy`); None scans `manual_dir`.
-            skip_bad_images: with `scan=None`, whether the scan leaves out unreadable files.
-            metadata: provenance to store in `metadata.json` (`_copy_metadata`).
-            **kwargs: `tfds.core.GeneratorBasedBuilder`'s (`data_dir`, ...).
-        """
-
+    class Cifar10Local(_Cifar10LocalBuilder, tfds.core.GeneratorBasedBuilder, skip_registration=registered):
+        __doc__ = _Cifar10LocalBuilder.__doc__
         VERSION = tfds.core.Version("1.0.0")
         RELEASE_NOTES = {"1.0.0": "CIFAR-10 from a local copy of its images, stored as PNG."}
-        MANUAL_DOWNLOAD_INSTRUCTIONS = (
-            "Put a copy of CIFAR-10's images in manual_dir, as a folder or a .tar.gz laid out as "
-            "[one top folder/]{train,test}/<class>/<image> with the classes " + ", ".join(CIFAR10_CLASSES)
-            + " (50,000 training and 10,000 test images of 32x32 pixels). With tfbin: "
-            "`tfbin data cifar10 --manual-dir PATH` (PATH the folder or the .tar.gz itself)."
-        )
-
-        def __init__(self, *, scan=None, skip_bad_images: bool = False, metadata: dict | None = None, **kwargs):
-            self._scan = scan
-            self._skip_bad_images = skip_bad_images
-            self._provenance = metadata
-            super().__init__(**kwargs)
-
-        def _info(self):
-            return tfds.core.DatasetInfo(
-                builder=self,
-                description=_CIFAR10_LOCAL_DESCRIPTION,
-                features=tfds.features.FeaturesDict({
-                    "id": tfds.features.Text(),
-                    "image": tfds.features.Image(shape=_CIFAR10_SHAPE, encoding_format="png"),
-                    "label": tfds.features.ClassLabel(names=list(CIFAR10_CLASSES)),
-                }),
-                supervised_keys=("image", "label"),
-                homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
-                citation=_CIFAR10_CITATION,
-                metadata=tfds.core.MetadataDict(),
-            )
-
-        def _split_generators(self, dl_manager):
-            if self._scan is None:  # built through TFDS itself (`tfds build cifar10_local --manual_dir DIR`)
-                start = time.time()
-                self._scan = _scan_cifar10_copy(os.fspath(dl_manager.manual_dir), self._skip_bad_images)
-                self._provenance = _copy_metadata(self._scan, time.time() - start)
-            self.info.metadata.update(self._provenance or _copy_metadata(self._scan, 0.0))
-            return {split: self._generate_examples(split) for split in _CIFAR10_SPLITS}
-
-        def _generate_examples(self, split):
-            for key, label in self._scan.examples[split]:
-                _, image = _decode_cifar_image(self._scan.blobs[key])
-                yield key, {"id": key, "image": image, "label": label}
+        MANUAL_DOWNLOAD_INSTRUCTIONS = _CIFAR10_MANUAL_INSTRUCTIONS
 
     _CIFAR10_LOCAL_CLASS.append(Cifar10Local)
     return Cifar10Local

@@ -13,6 +13,10 @@ tfbin.recipes.available()   # ['abc', 'abr', 'approx_sign', 'bireal', 'blrnet', 
 `LARQ_BASELINES` names larq's own methods (`ste`, `approx_sign`, `swish_sign`, `bireal`): larq's
 quantizers as larq and larq-zoo use them, the arms every method is compared with ("larq's best").
 
+`tfbin.recipes.load(path_or_name, epochs=N)` also reads a recipe JSON file (`Recipe.to_json`,
+e.g. `tfbin tune`'s `best_recipe.json`) and makes its schedules span N epochs. A recipe does not
+set the optimizer: `tfbin.regimen` does.
+
 Users register their own factory with `@tfbin.recipes.register("name")`; `search={...}` declares
 the ranges `tfbin.tuning` searches for its parameters (`Range`, `Choice`).
 """
@@ -34,17 +38,14 @@ from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
+# The optimizer's settings live in tfbin.regimen; these names stay here for code written before.
+from tfbin.regimen import LR_DECAYS, learning_rate  # noqa: F401
 
-__all__ = ["Recipe", "Range", "Choice", "register", "get", "rebuild", "available", "search_ranges", "learning_rate", "LR_DECAYS", "LARQ_BASELINES"]
+__all__ = ["Recipe", "Range", "Choice", "register", "get", "load", "rebuild", "available", "search_ranges", "learning_rate", "LR_DECAYS", "LARQ_BASELINES"]
 
 # larq's own methods, with larq's quantizers: the baselines a method is compared with ("larq's
 # best" is the best of these). `ste` is the one every ratio is measured against.
 LARQ_BASELINES = ("ste", "approx_sign", "swish_sign", "bireal")
-
-# How Adam's learning rate moves over a run: held, or cosine-decayed to 0 (Loshchilov & Hutter,
-# "SGDR", ICLR 2017, without restarts), as IR-Net's code trains.
-LR_DECAYS = ("constant", "cosine")
-
 
 def _serialize(obj):
     if obj is None or isinstance(obj, str):
@@ -322,22 +323,63 @@ def rebuild(recipe: Recipe, **overrides) -> Recipe:
     return rebuilt
 
 
-def learning_rate(lr: float, decay: str = "constant", total_steps: int | None = None):
-    """Adam's learning rate for a run of `total_steps` optimizer steps: `lr` itself (`"constant"`),
-    or `tf.keras.optimizers.schedules.CosineDecay(lr, total_steps)` (`"cosine"`: to 0 at the end).
-    A searched recipe keeps both in `params["training"]` (`{"lr": .., "lr_decay": ..}`)."""
-    if decay not in LR_DECAYS:
-        raise ValueError(f"Unknown learning-rate decay {decay!r}; choose one of {list(LR_DECAYS)}.")
-    if not lr > 0:
-        raise ValueError(f"The learning rate must be > 0, got {lr}.")
-    if decay == "constant":
-        return float(lr)
-    if total_steps is None or int(total_steps) < 1:
+def load(recipe, epochs: int | None = None) -> Recipe:
+    """A recipe for a run of `epochs` epochs from a name (`get(name, epochs=epochs)`), a `Recipe`
+    or config dict (used as it is), or the path of a recipe JSON file (`Recipe.to_json`, e.g.
+    `tfbin tune`'s `best_recipe.json`).
+
+    A file is used as written when its schedules span `epochs` (or `epochs` is None, or the file
+    has no `params["epochs"]`); otherwise its factory makes it again from its params for `epochs`
+    (`rebuild`, keeping `params["training"]`). That is refused, with the reason, for a file that
+    differs from what its factory makes of its params (edited by hand): rebuilding would drop
+    the edit.
+    """
+    if not (isinstance(recipe, str) and recipe.endswith(".json")):
+        return get(recipe, epochs=epochs) if isinstance(recipe, str) else get(recipe)
+    written = _read(recipe)
+    spans = written.params.get("epochs")
+    if epochs is None or spans is None or spans == epochs:
+        return written
+    return _stretched(written, recipe, spans, epochs)
+
+
+def _read(path: str) -> Recipe:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise ValueError(f"--recipe {path}: cannot read the recipe file ({err.strerror}).") from None
+    try:
+        return Recipe.from_json(text)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"--recipe {path}: not a tfbin recipe JSON file (e.g. tfbin tune's best_recipe.json): {err}") from None
+
+
+def _stretched(written: Recipe, path: str, spans: int, epochs: int) -> Recipe:
+    """`written` (read from `path`, its schedules spanning `spans` epochs) made again for `epochs`."""
+    try:
+        as_made = rebuild(written, epochs=spans)
+    except ValueError as err:
+        raise ValueError(f"--recipe {path}: its schedules span {spans} epochs and it cannot be rebuilt for {epochs} ({err}); pass --epochs {spans}.") from None
+    if _comparable(as_made.get_config()) != _comparable(written.get_config()):
         raise ValueError(
-            f"A cosine decay needs the run's number of steps (epochs x batches per epoch), got {total_steps!r}: "
-            "give the training data a known length (tf.data cardinality, e.g. no repeat())."
+            f"--recipe {path}: the file differs from what its factory makes of its params (edited by hand?), so it "
+            f"cannot be rebuilt for {epochs} epochs; edit its params instead, or pass --epochs {spans}."
         )
-    return tf.keras.optimizers.schedules.CosineDecay(float(lr), int(total_steps))
+    return rebuild(written, epochs=epochs)
+
+
+def _comparable(config):
+    """A recipe config without the instance names Keras gives its quantizers (`ede_sign_1`),
+    which differ between two makings of the same recipe."""
+    if isinstance(config, (list, tuple)):
+        return [_comparable(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    plain = {k: _comparable(v) for k, v in config.items()}
+    if "class_name" in config and isinstance(plain.get("config"), dict):
+        plain["config"].pop("name", None)
+    return plain
 
 
 def _need_epochs(name, epochs):

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from tfbin import recipes as recipes_lib
+from tfbin import regimen
 from tfbin.recipes import Choice, Range
 
 __all__ = ["SearchSpace", "LR_RANGE", "LR_DECAY"]
 
 # Adam's learning rate, searched for every recipe around the papers' 1e-3, and how it moves over
 # the run: held (the default, as the accuracy benchmark trains) or cosine-decayed to 0.
-LR_RANGE = (Range(1e-4, 1e-2, log=True), 1e-3)
-LR_DECAY = (Choice(*recipes_lib.LR_DECAYS), "constant")
+LR_RANGE = (Range(1e-4, 1e-2, log=True), regimen.LR)
+LR_DECAY = (Choice(*regimen.LR_DECAYS), "constant")
 TRAINING = ("lr", "lr_decay")  # optimizer settings, not recipe arguments
 
 

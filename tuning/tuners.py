@@ -15,10 +15,9 @@ import time
 import keras_tuner as kt
 import tensorflow as tf
 
-from tfbin import models
-from tfbin.batchnorm import _batch_norms, recalibrate
+from tfbin import models, regimen
+from tfbin.batchnorm import batch_norms
 from tfbin.mode import hard
-from tfbin.recipes import learning_rate
 from tfbin.auxiliary import unwrap
 from tfbin.tuning.space import SearchSpace
 
@@ -139,9 +138,8 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
     def _build(self, hp, total_steps=None):
         recipe = self.hypermodel.build(hp)
         binarized = models.build(self.model_name, recipe, input_shape=self.input_shape, num_classes=self.num_classes)
-        decay = hp.values.get("lr_decay", "constant")
-        lr = learning_rate(hp.get("lr"), decay, total_steps if decay != "constant" else None)
-        binarized.model.compile(tf.keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        optimizer = regimen.adam(hp.get("lr"), hp.values.get("lr_decay", "constant"), total_steps)
+        binarized.model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
         return binarized
 
     def _steps_per_epoch(self, train_data, fit_kwargs) -> int | None:
@@ -171,14 +169,11 @@ class BinaryTuner(kt.engine.base_tuner.BaseTuner):
             callbacks=[*callbacks, *self.callbacks], verbose=0, **fit_kwargs,
         )
         results = {"val_soft_accuracy": model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]}
-        if _batch_norms(model):
-            # Scored as `tfbin train` ships it: the BN statistics re-estimated on the hard form and
-            # kept when the hard accuracy on 2,000 training images does not drop. A binary net's
-            # moving statistics lag its flipping signs (up to 23 points of hard accuracy on MNIST),
-            # noise the search would otherwise chase. The validation data is not read here.
+        if batch_norms(model):
+            # Scored as `tfbin train` ships it: a binary net's moving BN statistics lag its flipping
+            # signs, noise the search would otherwise chase. The validation data is not read here.
             batches = data if isinstance(data, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(data)).batch(fit_kwargs.get("batch_size", 32))
-            report = recalibrate(model, batches, steps=100, check=batches.unbatch().take(2000).batch(512))
-            results["bn_recalibrated"] = float(report["applied"])
+            results["bn_recalibrated"] = float(regimen.recalibrate_if_it_helps(model, batches)["applied"])
         self.save_model(trial.trial_id, model)
         with hard(model):
             results["val_hard_accuracy"] = model.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]

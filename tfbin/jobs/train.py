@@ -54,14 +54,11 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _io, export, models
+from tfbin import _io, export, models, regimen
 from tfbin import data as data_lib
 from tfbin import recipes as recipes_lib
-from tfbin.recipes import LR_DECAYS, learning_rate
 from tfbin.data import FolderScan, adapt, load_folder, scan_folder
-from tfbin.batchnorm import _batch_norms, recalibrate
 from tfbin.callbacks import BinarizationMonitor, StopOnNonFinite
-from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
 from tfbin.jobs import plots
 
@@ -457,56 +454,6 @@ def _start_line(run) -> str:
     return "\n".join(lines)
 
 
-def _recalibrate_if_it_helps(model, train_ds, batch_size, steps=100, check_images=2000) -> dict:
-    """`tfbin.recalibrate` the deployed model's BatchNorm statistics on `steps` training batches,
-    kept when the hard accuracy on `check_images` training images does not drop (the test set is
-    not consulted: it scores the result once)."""
-    if not _batch_norms(model):
-        return {"applied": False, "reason": "no BatchNormalization"}
-    return recalibrate(model, train_ds.batch(batch_size), steps=steps, check=train_ds.take(check_images).batch(512))
-
-
-def _comparable(config):
-    """A recipe config without the instance names Keras gives its quantizers (`ede_sign_1`)."""
-    if isinstance(config, (list, tuple)):
-        return [_comparable(v) for v in config]
-    if not isinstance(config, dict):
-        return config
-    plain = {k: _comparable(v) for k, v in config.items()}
-    if "class_name" in config and isinstance(plain.get("config"), dict):
-        plain["config"].pop("name", None)
-    return plain
-
-
-def _recipe(recipe, epochs) -> recipes_lib.Recipe:
-    """A name, a `Recipe` or a recipe JSON file, with its schedules spanning `epochs`."""
-    if isinstance(recipe, str) and recipe.endswith(".json"):
-        path = recipe
-        try:
-            with open(recipe) as f:
-                text = f.read()
-        except OSError as err:
-            raise ValueError(f"--recipe {recipe}: cannot read the recipe file ({err.strerror}).") from None
-        try:
-            recipe = recipes_lib.Recipe.from_json(text)
-        except (ValueError, TypeError, KeyError) as err:
-            raise ValueError(f"--recipe {recipe}: not a tfbin recipe JSON file (e.g. tfbin tune's best_recipe.json): {err}") from None
-        spans = recipe.params.get("epochs")
-        if spans is None or spans == epochs:
-            return recipe  # used as written
-        try:
-            as_made = recipes_lib.rebuild(recipe, epochs=spans)
-        except ValueError as err:
-            raise ValueError(f"--recipe {path}: its schedules span {spans} epochs and it cannot be rebuilt for {epochs} ({err}); pass --epochs {spans}.") from None
-        if _comparable(as_made.get_config()) != _comparable(recipe.get_config()):
-            raise ValueError(
-                f"--recipe {path}: the file differs from what its factory makes of its params (edited by hand?), so it "
-                f"cannot be rebuilt for {epochs} epochs; edit its params instead, or pass --epochs {spans}."
-            )
-        return recipes_lib.rebuild(recipe, epochs=epochs)
-    return recipes_lib.get(recipe, epochs=epochs) if isinstance(recipe, str) else recipes_lib.get(recipe)
-
-
 @dataclasses.dataclass
 class Run:
     """What `prepare` decided: every argument checked, the recipe made, the data loaded; nothing written."""
@@ -556,14 +503,8 @@ def prepare(
     `data_dir` decoded once) and check `out`; nothing is written."""
     if epochs < 1 or batch_size < 1 or not (lr is None or lr > 0):
         raise ValueError(f"Need epochs >= 1, batch_size >= 1 and lr > 0; got {epochs}, {batch_size}, {lr}.")
-    recipe_obj = _recipe(recipe, epochs)
-    searched = recipe_obj.params.get("training", {})
-    if lr is None:
-        lr = float(searched.get("lr", 1e-3))
-    if lr_decay is None:
-        lr_decay = str(searched.get("lr_decay", "constant"))
-    if lr_decay not in LR_DECAYS:
-        raise ValueError(f"Unknown lr_decay {lr_decay!r}; choose one of {list(LR_DECAYS)}.")
+    recipe_obj = recipes_lib.load(recipe, epochs)
+    lr, lr_decay = regimen.optimizer_settings(recipe_obj, lr, lr_decay)
     if model not in models.available():
         raise ValueError(f"Unknown model {model!r}; the models are {models.available()}.")
     _check_out(out, resume)
@@ -582,7 +523,7 @@ def fit(run: Run, callbacks=(), verbose: int = 1) -> Fitted:
     keras_model = binarized.model
     steps_per_epoch = math.ceil(data.train_images / run.batch_size)
     keras_model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate(run.lr, run.lr_decay, steps_per_epoch * run.epochs)),
+        optimizer=regimen.adam(run.lr, run.lr_decay, steps_per_epoch * run.epochs),
         loss="sparse_categorical_crossentropy", metrics=["accuracy"],
     )
     os.makedirs(out, exist_ok=True)
@@ -628,7 +569,7 @@ def ship(run: Run, fitted: Fitted, print_fn=None) -> dict:
     out, data, deployed = run.out, run.data, fitted.model
     # BN statistics were averaged over training, largely on soft activations: re-estimate them
     # on the deployed (hard) form where that helps (tfbin.recalibrate).
-    recalibration = _recalibrate_if_it_helps(deployed, data.train, run.batch_size)
+    recalibration = regimen.recalibrate_if_it_helps(deployed, data.train.batch(run.batch_size))
     _io.save_model_atomic(deployed, os.path.join(out, "model.keras"))
 
     history = plots.read_history(out)
@@ -722,10 +663,10 @@ def train(
     normalized per channel; the test images, the monitor's and the export's samples are
     normalized the same way, and summary.json records it with the data's source.
     `recipe` is a `tfbin.recipes` name, a `Recipe`, or the path of a recipe JSON file (e.g.
-    `tfbin tune`'s `best_recipe.json`), made again for `epochs` (`tfbin.recipes.rebuild`). `lr`
+    `tfbin tune`'s `best_recipe.json`), made again for `epochs` (`tfbin.recipes.load`). `lr`
     (Adam): default the recipe's searched `params["training"]["lr"]` if it has one, else 1e-3;
-    `lr_decay` (`"constant"` or `"cosine"` to 0 over the run, `tfbin.recipes.learning_rate`):
-    default the recipe's searched one, else constant.
+    `lr_decay` (`"constant"` or `"cosine"` to 0 over the run, `tfbin.regimen.learning_rate`):
+    default the recipe's searched one, else constant (`tfbin.regimen.optimizer_settings`).
 
     Everything is checked (names, data, every image of `data_dir`, `out`) before `out` is created,
     and an `out` this call created is removed again when the run fails before its first epoch
