@@ -16,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
-    packages=["tfbin", "tfbin.jobs", "tfbin.models", "tfbin.export", "tfbin.tuning"],
+    packages=["tfbin", "tfbin.jobs", "tfbin.keras3", "tfbin.models", "tfbin.export", "tfbin.tuning"],
     package_dir={
         "tfbin": "tfbin",
         "tfbin.models": "models",

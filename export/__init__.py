@@ -12,10 +12,30 @@ offset in the bias; two-level kernels -> one binary conv with extra all-ones cha
 op each binarized layer became, the op histogram, size against the float TFLite of the same
 architecture and the 1-bit limit, Keras-vs-TFLite parity, and host latency.
 """
-from tfbin.export.converter import ExportError, convert, float_twin
-from tfbin.export.evaluate import tflite_accuracy
-from tfbin.export.flatbuffer import op_histogram
-from tfbin.export.report import ExportReport
-from tfbin.export.rewrite import RewriteError
+import importlib
 
 __all__ = ["ExportError", "ExportReport", "RewriteError", "convert", "op_histogram", "float_twin", "tflite_accuracy"]
+
+# Each name loads its module on first use: `tfbin.export.flatbuffer` (the TFLite reader, which
+# `tfbin.keras3` uses) must import without the converter, which needs larq and Keras 2.
+_MODULES = {
+    "ExportError": "converter",
+    "convert": "converter",
+    "float_twin": "converter",
+    "tflite_accuracy": "evaluate",
+    "op_histogram": "flatbuffer",
+    "ExportReport": "report",
+    "RewriteError": "rewrite",
+}
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        value = getattr(importlib.import_module(f"tfbin.export.{_MODULES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfbin.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -10,7 +10,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # setup.py maps these folders into the `tfbin` package.
 PACKAGES = {"tfbin": "tfbin", "export": "tfbin.export", "models": "tfbin.models", "tuning": "tfbin.tuning"}
-ALLOWED_LAZY = {"tfbin.cli"}
+# tfbin itself loads its Keras 2 API in a function: a Keras 3 process (tfbin.keras3) loads none of it.
+ALLOWED_LAZY = {"tfbin.cli", "tfbin"}
 
 
 def modules():

@@ -11,7 +11,7 @@ _HOW_TO_FIX = (
     "tfbin (like larq, larq-zoo and Larq Compute Engine) needs Keras 2: `tf.keras` must be "
     "tf-keras. Either `import tfbin` before TensorFlow is imported, or set the environment "
     "variable TF_USE_LEGACY_KERAS=1 before starting Python (and `pip install tf-keras` matching "
-    "your TensorFlow minor version)."
+    "your TensorFlow minor version). With Keras 3, use `tfbin.keras3` instead."
 )
 
 

@@ -5,8 +5,11 @@ Every tfbin quantizer is a larq `Quantizer` with two forms:
 - **soft** (training): differentiable, shaped by named *sharpness* values (non-trainable weights
   that `tfbin.callbacks.SharpeningScheduler` sets on a schedule);
 - **hard** (evaluation and export): exactly what the deployed model computes, written with
-  `larq.math.sign` (or a `tf.where` with scalar constants) so that Larq Compute Engine fuses it
-  into binary ops.
+  `larq.math.sign` (`tfbin.formulas.sign`) or a `tf.where` with scalar constants, so that Larq
+  Compute Engine fuses it into binary ops.
+
+The formulas themselves live in `tfbin.formulas`, shared with the Keras 3 path (`tfbin.keras3`);
+this module is their Keras 2 (larq) glue.
 
 Which form runs is decided when the model is traced: soft by default, hard inside
 `with tfbin.hard(model):`. All quantizers here have `precision = 1` and work as
@@ -15,13 +18,16 @@ object or by alias (`"ede_sign"`, ...).
 """
 from __future__ import annotations
 
-import math
+from tfbin._keras2 import ensure_keras2
 
-import larq as lq
-import tensorflow as tf
+ensure_keras2()  # `import tfbin` selects Keras 2 lazily now: say what to do before larq fails
 
-from tfbin._registry import serializable
-from tfbin.schedules import EDE_T_MIN
+import larq as lq  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfbin import formulas  # noqa: E402
+from tfbin._registry import serializable  # noqa: E402
+from tfbin.formulas import dab_levels, dab_split  # noqa: E402,F401  (public here since 0.1)
 
 __all__ = [
     "SoftHardQuantizer",
@@ -33,7 +39,7 @@ __all__ = [
 ]
 
 
-def _register(alias):
+def register(alias):
     """Register a quantizer class under `tfbin>ClassName`, `ClassName` and `alias` (larq's string identifiers)."""
 
     def decorator(cls):
@@ -42,6 +48,8 @@ def _register(alias):
         return cls
 
     return decorator
+
+
 
 
 class SoftHardQuantizer(lq.quantizers.Quantizer):
@@ -75,19 +83,7 @@ class SoftHardQuantizer(lq.quantizers.Quantizer):
 
     def __init__(self, sharpness_names: dict[str, str] | None = None, **kwargs):
         super().__init__(**kwargs)
-        sharpness_names = dict(sharpness_names or {})
-        unknown = set(sharpness_names) - set(self.sharpness_defaults)
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__} has no sharpness role(s) {sorted(unknown)}; "
-                f"its roles are {sorted(self.sharpness_defaults)}."
-            )
-        for role, name in sharpness_names.items():
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(
-                    f"Sharpness name for role {role!r} must be an identifier, got {name!r}."
-                )
-        self.sharpness_names = {role: sharpness_names.get(role, role) for role in self.sharpness_defaults}
+        self.sharpness_names = formulas.sharpness_names(type(self).__name__, self.sharpness_defaults, sharpness_names)
         self.hard_mode = False  # trace-time switch, flipped by `tfbin.hard(model)`
         self._sharpness_weights: dict[str, tf.Variable] = {}
 
@@ -128,73 +124,7 @@ class SoftHardQuantizer(lq.quantizers.Quantizer):
         return config
 
 
-def _ede_sign(x, t, k):
-    """`lq.math.sign(x)` forward, IR-Net's EDE gradient `k·t·(1 − tanh²(t·x))` backward."""
-
-    @tf.custom_gradient
-    def _call(x):
-        def grad(dy):
-            # TanhGrad(y, g) = g·(1 − y²) in one fused pass; this runs on every activation.
-            return tf.raw_ops.TanhGrad(y=tf.tanh(t * x), dy=dy * (k * t))
-
-        return lq.math.sign(x), grad
-
-    return _call(x)
-
-
-def _blended_tanh(x, v, h):
-    """`tanh(v·x) + h·(sign(x) − tanh(v·x))` forward, `v·(1 − tanh²(v·x))` backward.
-
-    One custom-gradient op instead of autodiff through the blend: the backward is the soft
-    form's derivative whatever `h` is (the blend's hard part carries no gradient), one fused
-    `TanhGrad` pass over the activations."""
-
-    @tf.custom_gradient
-    def _call(x):
-        y = tf.tanh(v * x)
-
-        def grad(dy):
-            return tf.raw_ops.TanhGrad(y=y, dy=dy * v)
-
-        return y + h * (lq.math.sign(x) - y), grad
-
-    return _call(x)
-
-
-def _blended_ramp(x, slope, h, symmetric, offset):
-    """The bounded rectifier's ramp blended with its step, as one custom-gradient op.
-
-    Forward `r + h·(step − r)` with `r = clip(s·x + c, 0, 1)` and `step = 1[s·x + c ≥ 0.5]`
-    (symmetric: `r = clip(s·x, −1, 1)`, `step = sign(x)`); backward the ramp's derivative,
-    `∂/∂x = s·1[inside]` and `∂/∂s = Σ x·1[inside]` over all axes but the channel one."""
-
-    @tf.custom_gradient
-    def _call(x, slope):
-        pre = slope * x if symmetric else slope * x + offset
-        inside = tf.abs(pre) < 1.0 if symmetric else (pre > 0.0) & (pre < 1.0)
-
-        def ramp():
-            return tf.clip_by_value(pre, -1.0, 1.0) if symmetric else tf.clip_by_value(pre, 0.0, 1.0)
-
-        def step():
-            return lq.math.sign(x) if symmetric else tf.where(pre >= 0.5, 1.0, 0.0)
-
-        def blend():
-            r = ramp()
-            return r + h * (step() - r)
-
-        def grad(dy):
-            g = tf.where(inside, dy, tf.zeros_like(dy))
-            return g * slope, tf.reduce_sum(g * x, _channel_axes(x))
-
-        # A schedule's h is 0 until its finishing phase and 1 in it: only the form in use is
-        # computed (the blend of both costs five more elementwise passes over the activations).
-        return tf.cond(h > 0, lambda: tf.cond(h < 1, blend, step), ramp), grad
-
-    return _call(x, slope)
-
-
-@_register("self_binarizing_sign")
+@register("self_binarizing_sign")
 class SelfBinarizingSign(SoftHardQuantizer):
     r"""Self-Binarizing Networks' smooth sign, sharpened during training.
 
@@ -226,7 +156,7 @@ class SelfBinarizingSign(SoftHardQuantizer):
         h: name of the hard-forward weight (initial value 0.0).
     """
 
-    sharpness_defaults = {"v": 1.0, "h": 0.0}
+    sharpness_defaults = dict(formulas.SELF_BINARIZING_SHARPNESS)
 
     def __init__(self, v: str = "v", normalize: bool = False, h: str = "h", **kwargs):
         kwargs.setdefault("sharpness_names", {"v": v, "h": h})
@@ -235,13 +165,12 @@ class SelfBinarizingSign(SoftHardQuantizer):
 
     def soft(self, x):
         if self.normalize:
-            axes = _channel_axes(x)
-            x = x / tf.stop_gradient(tf.reduce_mean(tf.abs(x), axes, keepdims=True) + 1e-12)
+            x = formulas.channel_normalize(x)
         v, h = (tf.convert_to_tensor(self.sharpness(r)) for r in ("v", "h"))
-        return _blended_tanh(x, v, h)  # sign(x/m) = sign(x): the blend's step is unchanged
+        return formulas.blended_tanh(x, v, h)  # sign(x/m) = sign(x): the blend's step is unchanged
 
     def hard(self, x):
-        return lq.math.sign(x)
+        return formulas.sign(x)
 
     def get_config(self):
         config = super().get_config()
@@ -250,7 +179,7 @@ class SelfBinarizingSign(SoftHardQuantizer):
         return config
 
 
-@_register("ede_sign")
+@register("ede_sign")
 class EDESign(SoftHardQuantizer):
     r"""Sign with IR-Net's Error Decay Estimator (EDE) as its gradient.
 
@@ -270,25 +199,20 @@ class EDESign(SoftHardQuantizer):
         t, k: names of the sharpness weights (initial values 0.1 and 10, IR-Net's module defaults).
     """
 
-    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
+    sharpness_defaults = dict(formulas.EDE_SHARPNESS)
 
     def __init__(self, t: str = "t", k: str = "k", **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})
         super().__init__(**kwargs)
 
     def soft(self, x):
-        return _ede_sign(x, tf.convert_to_tensor(self.sharpness("t")), tf.convert_to_tensor(self.sharpness("k")))
+        return formulas.ede_sign(x, tf.convert_to_tensor(self.sharpness("t")), tf.convert_to_tensor(self.sharpness("k")))
 
     def hard(self, x):
-        return lq.math.sign(x)
+        return formulas.sign(x)
 
 
-def _channel_axes(x):
-    """All axes but the last (output channels of a Keras kernel)."""
-    return list(range(x.shape.rank - 1))
-
-
-@_register("libra_sign")
+@register("libra_sign")
 class LibraSign(SoftHardQuantizer):
     r"""IR-Net's Libra Parameter Binarization for kernels, with the EDE gradient.
 
@@ -311,7 +235,7 @@ class LibraSign(SoftHardQuantizer):
     `modules/ir_1w1a.py`).
     """
 
-    sharpness_defaults = {"t": EDE_T_MIN, "k": 1.0 / EDE_T_MIN}
+    sharpness_defaults = dict(formulas.EDE_SHARPNESS)
 
     def __init__(self, t: str = "t", k: str = "k", epsilon: float = 1e-8, **kwargs):
         kwargs.setdefault("sharpness_names", {"t": t, "k": k})
@@ -326,34 +250,20 @@ class LibraSign(SoftHardQuantizer):
             )
         super().build(input_shape)
 
-    def _standardize(self, w):
-        axes = _channel_axes(w)
-        n = tf.cast(tf.reduce_prod(tf.shape(w)[:-1]), w.dtype)
-        w_hat = w - tf.reduce_mean(w, axes, keepdims=True)
-        variance = tf.reduce_sum(tf.square(w_hat), axes, keepdims=True) / tf.maximum(n - 1.0, 1.0)
-        # sqrt's gradient is infinite at 0: a constant channel (variance 0, or underflowing to 0)
-        # would turn the whole kernel's gradient into NaN. Below epsilon² the floor holds.
-        std = tf.sqrt(tf.maximum(variance, self.epsilon**2))
-        w_std = w_hat / (std + self.epsilon)
-        mean_abs = tf.reduce_mean(tf.abs(w_std), axes, keepdims=True)
-        scale = tf.stop_gradient(tf.pow(2.0, tf.round(tf.math.log(mean_abs) / tf.math.log(2.0))))
-        return w_std, scale
-
     def soft(self, w):
-        w_std, scale = self._standardize(w)
+        w_std, scale = formulas.libra_standardize(w, self.epsilon)
         t = tf.convert_to_tensor(self.sharpness("t"))
         k = tf.convert_to_tensor(self.sharpness("k"))
-        return _ede_sign(w_std, t, k) * scale
+        return formulas.ede_sign(w_std, t, k) * scale
 
     def hard(self, w):
-        w_std, scale = self._standardize(w)
-        return lq.math.sign(w_std) * scale
+        return formulas.libra_hard(w, self.epsilon)
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-@_register("bounded_rectifier")
+@register("bounded_rectifier")
 class BoundedRectifier(SoftHardQuantizer):
     r"""Adjustable Bounded Rectifier (ABR): a learnable per-channel slope, sharpened on a schedule.
 
@@ -393,7 +303,7 @@ class BoundedRectifier(SoftHardQuantizer):
             `finish`, a tfbin addition).
     """
 
-    sharpness_defaults = {"v": 1.0, "h": 0.0}
+    sharpness_defaults = dict(formulas.BOUNDED_RECTIFIER_SHARPNESS)
 
     def __init__(
         self,
@@ -422,12 +332,11 @@ class BoundedRectifier(SoftHardQuantizer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError("BoundedRectifier needs a known channel (last) dimension.")
-        floor = self.floor
         self.slope = self.add_weight(
             name="slope",
             shape=(channels,),
             initializer=tf.keras.initializers.Constant(self.initial_slope),
-            constraint=lambda a: tf.maximum(a, floor),
+            constraint=formulas.slope_floor(self.floor),
             trainable=True,
         )
         super().build(input_shape)
@@ -438,12 +347,10 @@ class BoundedRectifier(SoftHardQuantizer):
 
     def soft(self, x):
         h = tf.convert_to_tensor(self.sharpness("h"))
-        return _blended_ramp(x, self.effective_slope(), h, self.symmetric, self.offset)
+        return formulas.blended_ramp(x, self.effective_slope(), h, self.symmetric, self.offset)
 
     def hard(self, x):
-        if self.symmetric:
-            return lq.math.sign(x)  # v·a > 0, so sign(v a x) = sign(x)
-        return tf.where(self.effective_slope() * x + self.offset >= 0.5, 1.0, 0.0)
+        return formulas.bounded_rectifier_hard(x, self.effective_slope(), self.symmetric, self.offset)
 
     def get_config(self):
         return {
@@ -455,66 +362,7 @@ class BoundedRectifier(SoftHardQuantizer):
         }
 
 
-def dab_split(w):
-    r"""Per output channel, DAB's optimal two-level split of a kernel `w` (`[..., O]`).
-
-    For the `n` weights of channel `o` sorted in descending order, with `S_K` the sum of the `K`
-    largest and `S` the total, the split maximizes `S_K²/K + (S − S_K)²/(n − K)` over
-    `K ∈ [1, n−1]` — equivalently minimizes the squared error of the two-level approximation
-    whose levels are the group means. Returns `(threshold, alpha, beta, top_count)`, each of
-    shape `[O]`: weights `>= threshold` form the top group (level `alpha`), the rest get `−beta`.
-    """
-    n = w.shape[:-1].num_elements()
-    if n is None or n < 2:
-        raise ValueError(
-            f"DistributionAwareSign needs at least 2 weights per output channel, got kernel shape {w.shape}."
-        )
-    # float64: the criterion is flat near its maximum, and float32 prefix sums, whose rounding
-    # depends on how the cumsum kernel splits its work, could pick a different K run to run.
-    # Sorting is exact in any precision and is the costly part (TopKV2 on CPU): sort float32.
-    ordered = tf.cast(tf.sort(tf.transpose(tf.reshape(w, [n, -1])), axis=-1, direction="DESCENDING"), tf.float64)
-    prefix = tf.cumsum(ordered, axis=-1)[:, :-1]  # S_K for K = 1..n-1, ordered is [O, n]
-    total = tf.reduce_sum(ordered, axis=-1, keepdims=True)
-    counts = tf.range(1, n, dtype=tf.float64)
-    criterion = tf.square(prefix) / counts + tf.square(total - prefix) / (n - counts)
-    best = tf.argmax(criterion, axis=-1, output_type=tf.int32)  # K* - 1
-    top_count = tf.cast(best + 1, tf.float64)
-    s_k = tf.gather(prefix, best, batch_dims=1)
-    threshold = tf.gather(ordered, best, batch_dims=1)
-    alpha = s_k / top_count
-    beta = -(tf.squeeze(total, -1) - s_k) / (n - top_count)
-    alpha, beta = _round_levels(alpha, beta)
-    threshold, alpha, beta, top_count = (tf.cast(t, w.dtype) for t in (threshold, alpha, beta, top_count))
-    return threshold, alpha, beta, top_count
-
-
-def _round_levels(alpha, beta):
-    """Round both levels to 8 significant bits on a common grid, so that convolutions with them
-    (sums of ±level) are exact in float32, as with IR-Net's power-of-two scales: TensorFlow's
-    float conv and LCE's integer popcount then agree, instead of differing by rounding that
-    flips signs downstream. A level moves by at most 2^-8 of the larger one."""
-    largest = tf.maximum(tf.abs(alpha), tf.abs(beta))
-    grid = tf.pow(tf.constant(2.0, tf.float64), tf.floor(tf.math.log(tf.maximum(largest, 1e-30)) / math.log(2.0)) - 7.0)
-    return tf.round(alpha / grid) * grid, tf.round(beta / grid) * grid
-
-
-def dab_levels(w, threshold):
-    """The least-squares levels of a given split: `(alpha, beta, top_count)` per output channel,
-    `alpha` the mean of the weights `>= threshold`, `−beta` the mean of the rest (O(n), no sort)."""
-    n = w.shape[:-1].num_elements()
-    flat = tf.cast(tf.reshape(w, [n, -1]), tf.float64)
-    top = flat >= tf.cast(threshold, tf.float64)
-    top_count = tf.reduce_sum(tf.cast(top, tf.float64), axis=0)
-    top_sum = tf.reduce_sum(tf.where(top, flat, 0.0), axis=0)
-    rest_sum = tf.reduce_sum(flat, axis=0) - top_sum
-    # A channel whose weights all moved to one side keeps a split of at least one weight each.
-    alpha = top_sum / tf.maximum(top_count, 1.0)
-    beta = -rest_sum / tf.maximum(n - top_count, 1.0)
-    alpha, beta = _round_levels(alpha, beta)
-    return tuple(tf.cast(t, w.dtype) for t in (alpha, beta, top_count))
-
-
-@_register("dab_sign")
+@register("dab_sign")
 class DistributionAwareSign(SoftHardQuantizer):
     r"""Distribution-Aware Binarization (DAB) of kernels: two scales per output filter.
 
@@ -583,38 +431,13 @@ class DistributionAwareSign(SoftHardQuantizer):
     def _split(self, w):
         if self.refresh_every == 1:
             return dab_split(w)
-
-        def exact():
-            threshold = dab_split(w)[0]
-            self._threshold.assign(threshold)
-            return threshold
-
-        threshold = tf.cond(tf.equal(self._calls % self.refresh_every, 0), exact, lambda: tf.identity(self._threshold))
-        self._calls.assign_add(1)
-        return (threshold, *dab_levels(w, threshold))
+        return formulas.dab_refreshed_split(w, self._threshold, self._calls, self.refresh_every)
 
     def soft(self, w):
-        threshold, alpha, beta, top_count = (tf.stop_gradient(t) for t in self._split(w))
-        top_count = tf.clip_by_value(top_count, 1.0, w.shape[:-1].num_elements() - 1.0)
-        n = w.shape[:-1].num_elements()
-
-        @tf.custom_gradient
-        def _call(w):
-            top = w >= threshold
-
-            def grad(dy):
-                inside = tf.cast(tf.abs(w) < 1.0, w.dtype)
-                top_scale = tf.abs(alpha) * inside + 1.0 / top_count
-                rest_scale = tf.abs(beta) * inside + 1.0 / (n - top_count)
-                return dy * tf.where(top, top_scale, rest_scale)
-
-            return tf.where(top, alpha, -beta), grad
-
-        return _call(w)
+        return formulas.dab_soft(w, self._split(w))
 
     def hard(self, w):
-        threshold, alpha, beta, _ = dab_split(w)
-        return (alpha + beta) / 2.0 * lq.math.sign(w - threshold) + (alpha - beta) / 2.0
+        return formulas.dab_hard(w)
 
     def get_config(self):
         config = super().get_config()

@@ -12,6 +12,7 @@ import math
 import tensorflow as tf
 
 from tfbin._registry import serializable
+from tfbin.formulas import EDE_T_MAX, EDE_T_MIN  # IR-Net's EDE range: defined once, in the formulas
 
 __all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "Delayed", "ede", "get"]
 
@@ -185,10 +186,6 @@ class Delayed(Schedule):
 
     def get_config(self):
         return {"schedule": tf.keras.utils.serialize_keras_object(self.schedule), "warmup": self.warmup}
-
-
-# IR-Net's EDE range (the paper's T_min and T_max): the one place these defaults live.
-EDE_T_MIN, EDE_T_MAX = 0.1, 10.0
 
 
 def ede(t_min: float = EDE_T_MIN, t_max: float = EDE_T_MAX, epochs: float = 400) -> dict[str, Schedule]:
