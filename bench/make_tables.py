@@ -478,7 +478,7 @@ def cifar10_targets(results):
     irnet = per_seed("irnet")
     if irnet and best:
         status = "met" if all(d >= 1.0 for _, d, _ in irnet) else "**not met**"
-        rows.append(("`irnet` ≥ larq's best baseline + 1.0 point on every seed", status + (" so far" if len(irnet) < 2 and status == "met" else ""),
+        rows.append(("`irnet` ≥ larq's best baseline + 1.0 point on every seed", ("so far " if len(irnet) < 2 and status == "met" else "") + status,
                      "; ".join(f"seed {s}: {d:+.2f} against `{b}`" for s, d, b in irnet)))
     else:
         rows.append(("`irnet` ≥ larq's best baseline + 1.0 point on every seed", "not measured yet", "—"))
