@@ -7,6 +7,7 @@ else 0666 minus the process umask.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -51,19 +52,16 @@ def _naming(err: OSError, path: str, tmp: str) -> OSError | None:
     return None
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename.
-
-    On any failure the temporary file is removed and `path` is left as it was; an `OSError`
-    (e.g. ENOSPC, a full disk) names `path`."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+@contextlib.contextmanager
+def _through_temporary(path: str, suffix: str = ".tmp"):
+    """Yield a temporary path beside `path`, which becomes `path` (by a rename) when the block
+    succeeds. On any failure the temporary file is removed and `path` is left as it was; an
+    `OSError` (e.g. ENOSPC, a full disk) names `path`."""
+    fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), open_mode(path))
+        yield tmp
+        os.chmod(tmp, open_mode(path))
         os.replace(tmp, path)
     except OSError as err:
         os.unlink(tmp)
@@ -74,6 +72,17 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory and a rename.
+
+    On any failure the temporary file is removed and `path` is left as it was; an `OSError`
+    (e.g. ENOSPC, a full disk) names `path`."""
+    with _through_temporary(os.fspath(path)) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -97,18 +106,5 @@ def save_model_atomic(model, path: str | os.PathLike) -> None:
     suffix = os.path.splitext(path)[1]
     if suffix not in (".keras", ".h5"):
         raise ValueError(f"save_model_atomic writes .keras or .h5 files, not {path!r}.")
-    fd, tmp = tempfile.mkstemp(dir=_directory_of(path), prefix=f".{os.path.basename(path)}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with _through_temporary(path, suffix) as tmp:
         model.save(tmp)
-        os.chmod(tmp, open_mode(path))
-        os.replace(tmp, path)
-    except OSError as err:
-        os.unlink(tmp)
-        named = _naming(err, path, tmp)
-        if named is None:
-            raise
-        raise named from err
-    except BaseException:
-        os.unlink(tmp)
-        raise
