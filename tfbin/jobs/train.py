@@ -629,29 +629,10 @@ def ship(run: Run, fitted: Fitted, print_fn=None) -> dict:
     return summary
 
 
-def train(
-    model: str = "fmnist_small",
-    recipe: str = "irnet",
-    dataset: str | None = "fashion_mnist",
-    data_dir: str | None = None,
-    epochs: int = 3,
-    batch_size: int = 128,
-    lr: float | None = None,
-    lr_decay: str | None = None,
-    seed: int = 0,
-    out: str = "run",
-    resume: bool = False,
-    input_shape=None,
-    train_samples: int | None = None,
-    test_samples: int | None = None,
-    skip_bad_images: bool = False,
-    augment: bool = True,
-    callbacks=(),
-    verbose: int = 1,
-    print_fn=print,
-) -> dict:
+def train(*, callbacks=(), verbose: int = 1, print_fn=print, **settings) -> dict:
     """Train `model` with `recipe`, then evaluate, save, draw, export and verify; see the module doc.
 
+    `settings` are `prepare`'s keyword arguments (`model`, `recipe`, `dataset`, ...; its defaults).
     Returns the summary (also in `out/summary.json`): soft, hard and TFLite test accuracy, the
     `.tflite`'s size against float TFLite and the 1-bit limit, Keras–TFLite parity, timings.
     `callbacks` are added to `fit`'s (e.g. to stop early). With `resume=True` an interrupted run in
@@ -673,8 +654,7 @@ def train(
     is saved: a failed start leaves nothing behind. SIGINT and SIGTERM stop the run with
     `TrainingInterrupted`, a full disk with `DiskFullError`; both say what is kept.
     """
-    run = prepare(model, recipe, dataset, data_dir, epochs, batch_size, lr, lr_decay, seed, out, resume, input_shape,
-                  train_samples, test_samples, skip_bad_images, augment)
+    run = prepare(**settings)
     if print_fn is not None:
         print_fn(_start_line(run))
     with _faults(run):
