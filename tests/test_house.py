@@ -9,7 +9,9 @@
   What another module needs is public (no underscore) in the module that owns it.
 """
 import ast
+import importlib.util
 import pathlib
+import sys
 
 import pytest
 
@@ -144,3 +146,15 @@ def test_the_checks_see_a_long_function_and_each_kind_of_private_use(tmp_path):
 @pytest.mark.parametrize("name, private", [("_register", True), ("__name__", False), ("register", False), ("_io", True)])
 def test_private_means_a_leading_underscore_but_not_a_dunder(name, private):
     assert _private(name) is private
+
+
+def test_every_mutation_of_make_mutations_still_applies_to_the_code():
+    # `make mutations` edits the code by text: a refactor that moves a snippet must move its mutation.
+    spec = importlib.util.spec_from_file_location("tfbin_mutations", ROOT / "tests" / "mutations.py")
+    mutations = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mutations  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(mutations)
+    finally:
+        del sys.modules[spec.name]
+    assert mutations.check_list() == []

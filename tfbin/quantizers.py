@@ -9,7 +9,8 @@ Every tfbin quantizer is a larq `Quantizer` with two forms:
   Compute Engine fuses it into binary ops.
 
 The formulas themselves live in `tfbin.formulas`, shared with the Keras 3 path (`tfbin.keras3`);
-this module is their Keras 2 (larq) glue.
+what each quantizer is (docstring, arguments, soft and hard forms, config) is written once in
+`tfbin.quantizer_forms`, also shared with the Keras 3 path; this module is the Keras 2 (larq) glue.
 
 Which form runs is decided when the model is traced: soft by default, hard inside
 `with tfbin.hard(model):`. All quantizers here have `precision = 1` and work as
@@ -20,14 +21,21 @@ from __future__ import annotations
 
 from tfbin._keras2 import ensure_keras2
 
-ensure_keras2()  # `import tfbin` selects Keras 2 lazily now: say what to do before larq fails
+ensure_keras2()  # imported in a Keras 3 process (no `import tfbin` first): say what to do before larq fails
 
 import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfbin import formulas  # noqa: E402
 from tfbin._registry import serializable  # noqa: E402
 from tfbin.formulas import dab_levels, dab_split  # noqa: E402,F401  (public here since 0.1)
+from tfbin.quantizer_forms import (  # noqa: E402
+    BoundedRectifierForms,
+    DistributionAwareForms,
+    EDEForms,
+    LibraForms,
+    SelfBinarizingForms,
+    SoftHardForms,
+)
 
 __all__ = [
     "SoftHardQuantizer",
@@ -50,21 +58,13 @@ def register(alias):
     return decorator
 
 
+class SoftHardQuantizer(SoftHardForms, lq.quantizers.Quantizer):
+    """Public base class of the Keras 2 (larq) quantizers with a soft and a hard form.
 
-
-class SoftHardQuantizer(lq.quantizers.Quantizer):
-    """Public base class of quantizers with a soft (training) and a hard (deployed) form.
-
-    Subclasses implement `soft(x)` and `hard(x)` and list the sharpness values they read in
-    `sharpness_defaults` (`{role: initial value}`). Each role is a non-trainable scalar weight,
-    created in `build()` under a *name* the user may choose (`sharpness_names={role: name}`);
-    `tfbin.sharpness.set(model, name, value)` and `SharpeningScheduler` set every weight of that
-    name in a model. Because they are weights, the values are saved with the model, restored by
-    checkpoints and mirrored under distribution strategies. Read them in `soft`/`hard` with
-    `self.sharpness(role)`.
-
-    `hard(x)` must be what the deployed model computes, written so that LCE fuses it: ±1 with
-    `lq.math.sign`, or ±scale per output channel for kernels. `tfbin.export` verifies that it did.
+    `tfbin.quantizer_forms.SoftHardForms` as a larq `Quantizer`: subclasses implement `soft(x)`
+    and `hard(x)` and list their sharpness roles in `sharpness_defaults`; `self.sharpness(role)`
+    is the weight itself (a variable, which may be `.assign`ed), `self.sharpness_value(role)`
+    its value as a tensor. `tfbin.export` verifies that `hard(x)` fused.
 
     ```python
     class ClippedTanhSign(tfbin.quantizers.SoftHardQuantizer):
@@ -76,371 +76,48 @@ class SoftHardQuantizer(lq.quantizers.Quantizer):
         def hard(self, x):
             return lq.math.sign(x)
     ```
+
+    # Arguments
+        sharpness_names: `{role: weight name}` for the roles to rename.
     """
 
-    precision = 1
-    sharpness_defaults: dict[str, float] = {}
-
-    def __init__(self, sharpness_names: dict[str, str] | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.sharpness_names = formulas.sharpness_names(type(self).__name__, self.sharpness_defaults, sharpness_names)
-        self.hard_mode = False  # trace-time switch, flipped by `tfbin.hard(model)`
-        self._sharpness_weights: dict[str, tf.Variable] = {}
-
-    def build(self, input_shape):
-        for role, initial in self.sharpness_defaults.items():
-            self._sharpness_weights[role] = self.add_weight(
-                name=self.sharpness_names[role],
-                shape=(),
-                dtype=tf.float32,
-                initializer=tf.keras.initializers.Constant(initial),
-                trainable=False,
-            )
-        super().build(input_shape)
+    def constant_initializer(self, value):
+        return tf.keras.initializers.Constant(value)
 
     def sharpness(self, role: str) -> tf.Variable:
         """The sharpness weight that plays `role` (e.g. `"v"`, `"t"`) in this quantizer."""
         return self._sharpness_weights[role]
 
-    @property
-    def sharpness_weights(self) -> dict[str, tf.Variable]:
-        """`{name: weight}` of this quantizer's sharpness values (names, not roles)."""
-        return {self.sharpness_names[r]: w for r, w in self._sharpness_weights.items()}
-
-    def soft(self, x):
-        raise NotImplementedError(f"{type(self).__name__} must implement soft(x).")
-
-    def hard(self, x):
-        raise NotImplementedError(f"{type(self).__name__} must implement hard(x).")
-
-    def call(self, inputs):
-        return self.hard(inputs) if self.hard_mode else self.soft(inputs)
-
-    def get_config(self):
-        config = super().get_config()
-        renamed = {r: n for r, n in self.sharpness_names.items() if r != n}
-        if renamed:
-            config["sharpness_names"] = renamed
-        return config
-
 
 @register("self_binarizing_sign")
-class SelfBinarizingSign(SoftHardQuantizer):
-    r"""Self-Binarizing Networks' smooth sign, sharpened during training.
-
-    \[
-    q_\text{soft}(x) = \tanh(v x), \qquad q_\text{hard}(x) = \operatorname{sign}(x)
-    \]
-
-    The soft form is differentiated as it is (no straight-through estimator); as the sharpness
-    `v` grows (on a schedule) it approaches the hard sign, which evaluation and export use.
-    Works for activations and for latent weights.
-
-    With `normalize=True` (for kernels) `x` is first divided by the mean `|x|` of its output
-    channel (the last axis; a constant, no gradient): `tanh(v·w/mean_o|w|)`. Latent weights
-    (Glorot scale ≤ 0.08) and batch-normalized activations (scale ~1) then sit on the same
-    scale, so one schedule of `v` sharpens both at the same pace. Without it a shared `v`
-    leaves no time when both are learnable: by the end of a 1 → 1000 schedule 97 % of raw
-    conv weights sit in tanh's flat tails. The hard form is unchanged (`sign(w/m) = sign(w)`).
-
-    Lahoud, Achanta, Márquez-Neila, Süsstrunk, "Self-Binarizing Networks", arXiv:1902.00730.
-
-    A second sharpness `h` ∈ [0, 1] (default 0) blends in the hard forward while keeping the
-    soft gradient: `q = tanh(v·x) + h·stopgrad(sign(x) − tanh(v·x))`. `h = 0` is the paper's
-    pure form; the `self_binarizing` recipe's `finish` sets `h = 1` for the last part of
-    training (a tfbin addition, see the recipe).
-
-    # Arguments
-        v: name of the sharpness weight (initial value 1.0).
-        normalize: divide by the per-output-channel mean absolute value first (kernels).
-        h: name of the hard-forward weight (initial value 0.0).
-    """
-
-    sharpness_defaults = dict(formulas.SELF_BINARIZING_SHARPNESS)
-
-    def __init__(self, v: str = "v", normalize: bool = False, h: str = "h", **kwargs):
-        kwargs.setdefault("sharpness_names", {"v": v, "h": h})
-        super().__init__(**kwargs)
-        self.normalize = bool(normalize)
-
-    def soft(self, x):
-        if self.normalize:
-            x = formulas.channel_normalize(x)
-        v, h = (tf.convert_to_tensor(self.sharpness(r)) for r in ("v", "h"))
-        return formulas.blended_tanh(x, v, h)  # sign(x/m) = sign(x): the blend's step is unchanged
-
-    def hard(self, x):
-        return formulas.sign(x)
-
-    def get_config(self):
-        config = super().get_config()
-        if self.normalize:
-            config["normalize"] = True
-        return config
+class SelfBinarizingSign(SelfBinarizingForms, SoftHardQuantizer):
+    __doc__ = SelfBinarizingForms.__doc__
 
 
 @register("ede_sign")
-class EDESign(SoftHardQuantizer):
-    r"""Sign with IR-Net's Error Decay Estimator (EDE) as its gradient.
-
-    \[
-    q(x) = \operatorname{sign}(x), \qquad
-    \frac{\partial q}{\partial x} = k\, t\, \bigl(1 - \tanh^2(t x)\bigr)
-    \]
-
-    The forward is the sign in both forms; the backward is the derivative of `k·tanh(t·x)`.
-    `t` grows log-linearly from `T_min` to `T_max` over training and `k = max(1/t, 1)`
-    (`tfbin.schedules.ede`). `sign(0) = +1` (larq's convention; PyTorch's is 0).
-
-    Qin et al., "Forward and Backward Information Retention for Accurate Binary Neural
-    Networks" (IR-Net), CVPR 2020, arXiv:1909.10788.
-
-    # Arguments
-        t, k: names of the sharpness weights (initial values 0.1 and 10, IR-Net's module defaults).
-    """
-
-    sharpness_defaults = dict(formulas.EDE_SHARPNESS)
-
-    def __init__(self, t: str = "t", k: str = "k", **kwargs):
-        kwargs.setdefault("sharpness_names", {"t": t, "k": k})
-        super().__init__(**kwargs)
-
-    def soft(self, x):
-        return formulas.ede_sign(x, tf.convert_to_tensor(self.sharpness("t")), tf.convert_to_tensor(self.sharpness("k")))
-
-    def hard(self, x):
-        return formulas.sign(x)
+class EDESign(EDEForms, SoftHardQuantizer):
+    __doc__ = EDEForms.__doc__
 
 
 @register("libra_sign")
-class LibraSign(SoftHardQuantizer):
-    r"""IR-Net's Libra Parameter Binarization for kernels, with the EDE gradient.
-
-    Per output channel `o` (the last kernel axis), over its `n` weights:
-
-    \[
-    \hat w = w - \operatorname{mean}_o(w), \quad
-    w_\text{std} = \hat w / \operatorname{std}_o(\hat w), \quad
-    s_o = 2^{\operatorname{round}(\log_2 \operatorname{mean}_o |w_\text{std}|)}, \quad
-    q(w) = s_o \operatorname{sign}(w_\text{std})
-    \]
-
-    The balancing and standardization are differentiated through; `s_o` is a constant
-    (stop-gradient); the sign has the EDE gradient (`EDESign`). `std` is the unbiased (n−1)
-    estimate, as `torch.std` in the official code. The hard form is `s_o · lq.math.sign(ŵ)`:
-    every weight of channel `o` is ±`s_o`, which LCE folds into the binary conv's output
-    multiplier. Kernel quantizer only.
-
-    Qin et al., IR-Net, CVPR 2020, arXiv:1909.10788 (official code `htqin/IR-Net`,
-    `modules/ir_1w1a.py`).
-    """
-
-    sharpness_defaults = dict(formulas.EDE_SHARPNESS)
-
-    def __init__(self, t: str = "t", k: str = "k", epsilon: float = 1e-8, **kwargs):
-        kwargs.setdefault("sharpness_names", {"t": t, "k": k})
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(
-                f"LibraSign is a kernel quantizer (per output channel statistics); it got a "
-                f"tensor of shape {input_shape}. Use EDESign as the input quantizer."
-            )
-        super().build(input_shape)
-
-    def soft(self, w):
-        w_std, scale = formulas.libra_standardize(w, self.epsilon)
-        t = tf.convert_to_tensor(self.sharpness("t"))
-        k = tf.convert_to_tensor(self.sharpness("k"))
-        return formulas.ede_sign(w_std, t, k) * scale
-
-    def hard(self, w):
-        return formulas.libra_hard(w, self.epsilon)
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+class LibraSign(LibraForms, SoftHardQuantizer):
+    __doc__ = LibraForms.__doc__
 
 
 @register("bounded_rectifier")
-class BoundedRectifier(SoftHardQuantizer):
-    r"""Adjustable Bounded Rectifier (ABR): a learnable per-channel slope, sharpened on a schedule.
-
-    \[
-    q_\text{soft}(x) = \operatorname{clip}(v a x + c, 0, 1), \qquad
-    q_\text{hard}(x) = \mathbb 1[v a x + c \ge 0.5] \in \{0, 1\}
-    \]
-
-    `a` (one per channel of the last axis) is trainable and kept ≥ `floor` (a constraint
-    applied after each optimizer step); `tfbin.losses.SlopeGrowth` can push it up. `v` is a
-    sharpness value that `SharpeningScheduler` grows on a schedule: the paper's "weight growing
-    constraint" encourages binary units but its form is not published, and a loss on the
-    slopes alone cannot make them grow within a short run (its push `λ/(n·a²)` per slope is
-    below Adam's ε for thousands of slopes), while a BatchNorm scale before the unit could undo
-    any slowly learned growth. A schedule multiplies every slope by the same factor whatever the
-    optimizer does, so the unit becomes the step it is deployed as: at `v·a = 50` only inputs
-    within 0.01 of the threshold are not yet 0 or 1. With `symmetric=True`: soft
-    `clip(v a x, −1, 1)`, hard `sign(x)`.
-
-    The {0, 1} hard form is not a ±1 binary activation, so LCE does not fuse it as it is; the
-    exporter rewrites it exactly into ±1 activations `sign(x − θ)`, `θ = (0.5 − c)/(v a)`, with
-    the offset folded into the next layer's bias. The symmetric form fuses directly.
-
-    Wu, Lin, Tang, "Adjustable Bounded Rectifiers: Towards Deep Binary Representations",
-    arXiv:1511.06201. The paper's exact parametrisation is not published; this is a reading of
-    its abstract and introduction.
-
-    # Arguments
-        initial_slope: initial value of `a` (> 0).
-        floor: the smallest slope allowed (> 0), so that the hard form stays a threshold at
-            `x = (0.5 − c)/(v a)` with the same orientation.
-        offset: `c` (ignored when `symmetric`).
-        symmetric: ±1 output instead of {0, 1}.
-        v: name of the sharpness weight (initial value 1.0).
-        h: name of the hard-forward weight (initial value 0.0): `q = ramp + h·stopgrad(step −
-            ramp)`, the step's values with the ramp's gradient when `h = 1` (the `abr` recipe's
-            `finish`, a tfbin addition).
-    """
-
-    sharpness_defaults = dict(formulas.BOUNDED_RECTIFIER_SHARPNESS)
-
-    def __init__(
-        self,
-        initial_slope: float = 1.0,
-        floor: float = 0.01,
-        offset: float = 0.5,
-        symmetric: bool = False,
-        v: str = "v",
-        h: str = "h",
-        **kwargs,
-    ):
-        if not floor > 0:
-            raise ValueError(f"BoundedRectifier floor must be > 0, got {floor}.")
-        if not initial_slope >= floor:
-            raise ValueError(
-                f"BoundedRectifier initial_slope ({initial_slope}) must be >= floor ({floor})."
-            )
-        kwargs.setdefault("sharpness_names", {"v": v, "h": h})
-        super().__init__(**kwargs)
-        self.initial_slope = float(initial_slope)
-        self.floor = float(floor)
-        self.offset = float(offset)
-        self.symmetric = bool(symmetric)
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels is None:
-            raise ValueError("BoundedRectifier needs a known channel (last) dimension.")
-        self.slope = self.add_weight(
-            name="slope",
-            shape=(channels,),
-            initializer=tf.keras.initializers.Constant(self.initial_slope),
-            constraint=formulas.slope_floor(self.floor),
-            trainable=True,
-        )
-        super().build(input_shape)
-
-    def effective_slope(self):
-        """`v·a` per channel: the slope the unit computes with."""
-        return self.sharpness("v") * self.slope
-
-    def soft(self, x):
-        h = tf.convert_to_tensor(self.sharpness("h"))
-        return formulas.blended_ramp(x, self.effective_slope(), h, self.symmetric, self.offset)
-
-    def hard(self, x):
-        return formulas.bounded_rectifier_hard(x, self.effective_slope(), self.symmetric, self.offset)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "initial_slope": self.initial_slope,
-            "floor": self.floor,
-            "offset": self.offset,
-            "symmetric": self.symmetric,
-        }
+class BoundedRectifier(BoundedRectifierForms, SoftHardQuantizer):
+    __doc__ = BoundedRectifierForms.__doc__
 
 
 @register("dab_sign")
-class DistributionAwareSign(SoftHardQuantizer):
-    r"""Distribution-Aware Binarization (DAB) of kernels: two scales per output filter.
+class DistributionAwareSign(DistributionAwareForms, SoftHardQuantizer):
+    __doc__ = DistributionAwareForms.__doc__
 
-    Per output channel, with the split of `dab_split` (the least-squares optimal two-level
-    quantizer: `K*` maximizes `S_K²/K + (S − S_K)²/(n − K)`, levels are the group means, rounded
-    to 8 significant bits so that the deployed binary conv and the Keras model agree exactly):
-
-    \[
-    q(w) = \begin{cases} \alpha_o & w \ge \theta_o \\ -\beta_o & \text{otherwise} \end{cases}
-    \;=\; \tfrac{\alpha_o+\beta_o}{2}\operatorname{sign}(w - \theta_o) + \tfrac{\alpha_o-\beta_o}{2}
-    \]
-
-    Gradient: the official code's rule (`updateDualGradWeight`), `∂q/∂w = |α_o|·1[|w|<1] + 1/K`
-    in the top group and `|β_o|·1[|w|<1] + 1/(n−K)` in the rest. Its extra factor
-    `(1 − 1/C_in)` belongs to the in-place mean-centring the official code does before
-    binarizing, which is not this quantizer's job (the `dab` recipe offers it as a kernel
-    constraint, `mean_center=True`); a constant per layer, which Adam's per-weight scaling
-    cancels, so it is left out.
-
-    Deviations of the official code, on purpose not copied: it takes α, β as mean **absolute**
-    values of the groups (not the least-squares means; they differ when a group straddles 0)
-    and its top group uses a strict `>` at the threshold (one element fewer than the criterion's
-    `K`, an off-by-one).
-
-    Two levels per channel are not ±scale, so LCE does not fuse this kernel as it is; the
-    exporter rewrites it exactly as `(α+β)/2 · bconv(x, sign(w − θ)) + (α−β)/2 · bconv(x, 1)`.
-    Forward values are the same in the soft and hard forms. Kernel quantizer only.
-
-    Cost: the exact split sorts every output channel's weights at every training step, as the
-    official code does. On CPU that sort (TensorFlow's TopKV2 with k = n) dominates the
-    quantizer's cost (`dab_split_ms`: docs/benchmarks.md#training-cost-per-step). With
-    `refresh_every=N > 1` the soft (training) form sorts every N-th call only and keeps the
-    threshold in between; the levels are still the exact least-squares means of the current
-    weights on each side of it (`dab_levels`, O(n)), so only the split point can lag by up to
-    N − 1 steps. The hard form (evaluation, export) always computes the exact split.
-
-    # Arguments
-        refresh_every: training calls between two exact splits (1: every call, the paper's rule).
-
-    # References
-        - Prabhu, Batchu, Munagala, Gajawada, Namboodiri, [Distribution-Aware Binarization of
-          Neural Networks for Sketch Recognition](https://arxiv.org/abs/1804.02941), WACV 2018
-    """
-
-    def build(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(
-                f"DistributionAwareSign is a kernel quantizer (per output filter split); it got "
-                f"a tensor of shape {input_shape}. Use a sign quantizer for activations."
-            )
-        if self.refresh_every > 1:
-            # Kept with the model (checkpoints, resume) and identical on every replica.
-            aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
-            self._threshold = self.add_weight(name="split_threshold", shape=(input_shape[-1],), initializer="zeros",
-                                              trainable=False, aggregation=aggregation)
-            self._calls = self.add_weight(name="split_calls", shape=(), dtype=tf.int64, initializer="zeros",
-                                          trainable=False, aggregation=aggregation)
-        super().build(input_shape)
-
-    def __init__(self, refresh_every: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        if int(refresh_every) != refresh_every or refresh_every < 1:
-            raise ValueError(f"DistributionAwareSign refresh_every must be an integer >= 1, got {refresh_every!r}.")
-        self.refresh_every = int(refresh_every)
-
-    def _split(self, w):
-        if self.refresh_every == 1:
-            return dab_split(w)
-        return formulas.dab_refreshed_split(w, self._threshold, self._calls, self.refresh_every)
-
-    def soft(self, w):
-        return formulas.dab_soft(w, self._split(w))
-
-    def hard(self, w):
-        return formulas.dab_hard(w)
-
-    def get_config(self):
-        config = super().get_config()
-        if self.refresh_every != 1:
-            config["refresh_every"] = self.refresh_every
-        return config
+    def add_split_weights(self, channels: int):
+        # Kept with the model (checkpoints, resume) and identical on every replica.
+        aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        threshold = self.add_weight(name="split_threshold", shape=(channels,), initializer="zeros",
+                                    trainable=False, aggregation=aggregation)
+        calls = self.add_weight(name="split_calls", shape=(), dtype=tf.int64, initializer="zeros",
+                                trainable=False, aggregation=aggregation)
+        return threshold, calls
