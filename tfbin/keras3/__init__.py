@@ -19,7 +19,8 @@ This path needs Keras 3 on its TensorFlow backend and imports neither larq nor t
 works in a process where TensorFlow was imported with Keras 3; imported first, it leaves `tf.keras`
 as Keras 3 (the Keras 2 API of `tfbin` then says it cannot load). Both paths share one process
 when the Keras 2 side loads first (`import tfbin`, then `import tfbin.keras3`), as tfbin's tests do. The
-formulas are the Keras 2 path's (`tfbin.formulas`); only the layer glue is Keras 3's.
+math (`tfbin.formulas`) and each quantizer's definition (`tfbin.quantizer_forms`) are the Keras 2
+path's; only the layer glue is Keras 3's.
 """
 import keras
 
