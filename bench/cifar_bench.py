@@ -8,8 +8,8 @@ Protocol (IR-Net's official CIFAR-10 code where it fits the budget): batch 128, 
 0.9 and weight decay 1e-4 (Keras's decoupled form), learning rate 0.1 cosine-decayed to 0 over the
 run (the papers run 400 epochs; `--epochs` here), 4-pixel padding + random crop + horizontal
 flip and per-channel normalization for training (`tfbin.data.cifar_preprocess`), normalization
-only for scoring. The recipes' schedules span the run. Arms: `float` (the architecture with ReLU
-in place of hardtanh: the papers' float rows), larq's baselines (`tfbin.recipes.LARQ_BASELINES`)
+only for scoring. The recipes' schedules span the run. Arms: `float` (the papers' float rows: He
+et al.'s ResNet-20, `models.small.float_resnet20`; VGG-Small with ReLU in place of hardtanh), larq's baselines (`tfbin.recipes.LARQ_BASELINES`)
 and the paper recipes. Every binary run records soft, hard and deployed accuracy (the deployed
 model: BatchNorm recalibrated on 100 training batches when its hard accuracy on 2,000 training
 images does not drop, as `tfbin train` ships it), the median step time of epochs 2+, and its
@@ -47,7 +47,8 @@ from accuracy_bench import StepTimer  # noqa: E402  (epochs 2+ timed, as there)
 
 TRAIN_IMAGES, BATCH, LR, MOMENTUM, WEIGHT_DECAY = 50_000, 128, 0.1, 0.9, 1e-4
 CHECK_IMAGES = 2000
-FLOAT_NETS = {"resnet20": small.resnet20, "vgg_small": small.vgg_small}
+# The papers' float rows: He et al.'s ResNet-20, and VGG-Small with ReLU in place of hardtanh.
+FLOAT_NETS = {"resnet20": small.float_resnet20, "vgg_small": lambda: small.vgg_small(activation="relu")}
 
 
 def splits(seed, validation, train_images, manual_dir):
@@ -67,7 +68,7 @@ def accuracy(model, scored):
 
 def build(arm, model_name, epochs):
     if arm == "float":
-        return FLOAT_NETS[model_name](activation="relu"), []
+        return FLOAT_NETS[model_name](), []
     return models.build(model_name, arm, epochs=epochs)
 
 

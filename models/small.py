@@ -131,8 +131,8 @@ def resnet20(input_shape=(32, 32, 3), num_classes: int = 10, activation: str = "
     `out = hardtanh(BN(conv(x)) + shortcut(x))`; option-A shortcuts; stages 16/32/64 × 3 blocks.
 
     `activation`: `"hardtanh"` (default) is the BNN form a recipe binarizes; `"relu"` in its
-    place gives the float reference (any Keras activation name). It keeps the binary net's
-    shortcut around every conv (He et al.'s ResNet-20 has one per two convs)."""
+    place gives a float net with the binary net's shortcut around every conv (any Keras activation
+    name); the papers' float reference is He et al.'s ResNet-20, `float_resnet20`."""
     inputs = tf.keras.Input(input_shape)
     x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
     x = _activation(activation)(_bn()(x))
@@ -150,3 +150,33 @@ def resnet20(input_shape=(32, 32, 3), num_classes: int = 10, activation: str = "
     x = _bn()(x)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
     return tf.keras.Model(inputs, outputs, name="resnet20")
+
+
+def float_resnet20(input_shape=(32, 32, 3), num_classes: int = 10) -> tf.keras.Model:
+    """He et al.'s CIFAR ResNet-20, the float row the BNN papers compare with: blocks of
+    `relu(BN(conv(relu(BN(conv(x))))) + shortcut(x))`, option-A shortcuts, stages 16/32/64 × 3
+    blocks, global average pooling and a softmax classifier.
+
+    `resnet20(activation="relu")` is not this net: it keeps the binary net's shortcut around every
+    conv, which trains slower in float (see `bench/cifar_float_check.py`).
+
+    # References
+        - [He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, §4.2](
+          https://arxiv.org/abs/1512.03385)
+    """
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = tf.keras.layers.ReLU()(_bn()(x))
+    in_filters = 16
+    for stage, filters in enumerate([16, 32, 64]):
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = tf.keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+            y = tf.keras.layers.ReLU()(_bn()(y))
+            y = _bn()(tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+            shortcut = ZeroPadShortcut(filters, strides)(x) if (strides != 1 or in_filters != filters) else x
+            x = tf.keras.layers.ReLU()(tf.keras.layers.Add()([y, shortcut]))
+            in_filters = filters
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(x)
+    return tf.keras.Model(inputs, outputs, name="float_resnet20")

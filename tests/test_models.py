@@ -130,3 +130,19 @@ def test_zoo_pretrained_weights_from_a_local_file(tmp_path):
 def test_bad_model_requests_give_clear_errors(kwargs, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         models.build(recipe="ste", **kwargs)
+
+
+def test_float_resnet20_is_he_et_al_s_cifar_resnet20():
+    """19 convs (stem + 9 blocks × 2), a shortcut per block (9 Adds), ReLU, 0.27 M weights
+    (He et al., Table 6: "0.27M" for n = 3)."""
+    from models import small
+
+    model = small.float_resnet20()
+    layers = model.layers
+    assert sum(isinstance(l, tf.keras.layers.Conv2D) for l in layers) == 19
+    assert sum(isinstance(l, tf.keras.layers.Add) for l in layers) == 9
+    assert sum(isinstance(l, tf.keras.layers.ReLU) for l in layers) == 19
+    assert not binarized_layers(model)
+    convs_and_dense = sum(int(np.prod(w.shape)) for l in layers for w in l.weights if w.name.endswith("kernel:0"))
+    assert 0.26e6 < convs_and_dense < 0.28e6, convs_and_dense
+    train_step(model, (32, 32, 3))
