@@ -12,15 +12,24 @@ returned by `sharpness(role)` (Keras 2: the variable, which callers may `.assign
 value) and how DAB's split weights are made. The mixins read a sharpness value as a TensorFlow
 tensor with `sharpness_value(role)`, which both paths need before it enters a `tf.custom_gradient`.
 
+The lookups of named sharpness values over a list of quantizers (`sharpness_variables`,
+`sharpness_of`, `set_sharpness`) are here too: `tfbin.sharpness` and `tfbin.keras3.sharpness`
+differ only in how they find a model's quantizers.
+
 This module imports TensorFlow and `tfbin.formulas`, nothing of larq, tf-keras or Keras.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfbin import formulas
 
 __all__ = [
+    "sharpness_names_in",
+    "sharpness_variables",
+    "sharpness_of",
+    "set_sharpness",
     "SoftHardForms",
     "SelfBinarizingForms",
     "EDEForms",
@@ -420,3 +429,43 @@ class DistributionAwareForms(SoftHardForms):
         if self.refresh_every != 1:
             config["refresh_every"] = self.refresh_every
         return config
+
+
+# Named sharpness values over the quantizers of a model, whichever framework found them.
+
+
+def sharpness_names_in(found) -> list[str]:
+    """The sharpness names used by the quantizers `found`, sorted."""
+    return sorted({name for q in found for name in q.sharpness_weights})
+
+
+def sharpness_variables(found, name: str, owner) -> list:
+    """All sharpness weights called `name` among the quantizers `found` (those of the model
+    `owner`); a KeyError naming the names there are (and the unbuilt quantizers) if none."""
+    unbuilt = [q.name for q in found if not q.built]
+    variables = [w for q in found for n, w in q.sharpness_weights.items() if n == name]
+    if not variables:
+        known = sharpness_names_in(found)
+        hint = f" Quantizers not built yet (call the model once first): {unbuilt}." if unbuilt else ""
+        raise KeyError(
+            f"No sharpness value named {name!r} in {getattr(owner, 'name', owner)!r}; "
+            f"it has {known or 'none'}.{hint}"
+        )
+    return variables
+
+
+def sharpness_of(found, name: str, owner) -> float:
+    """The value of sharpness `name` among the quantizers `found`; an error if its copies disagree."""
+    values = {float(np.float32(v.numpy())) for v in sharpness_variables(found, name, owner)}
+    if len(values) != 1:
+        raise ValueError(f"Sharpness {name!r} has different values in {owner.name!r}: {sorted(values)}.")
+    return values.pop()
+
+
+def set_sharpness(found, name: str, value: float, owner) -> None:
+    """Set every sharpness weight called `name` among the quantizers `found` to `value`."""
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"Sharpness {name!r} must be finite, got {value}.")
+    for variable in sharpness_variables(found, name, owner):
+        variable.assign(value)

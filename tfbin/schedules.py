@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfbin._registry import serializable
 from tfbin.formulas import EDE_T_MAX, EDE_T_MIN  # IR-Net's EDE range: defined once, in the formulas
 
-__all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "Delayed", "ede", "get"]
+__all__ = ["Schedule", "Constant", "Linear", "Exponential", "Cosine", "Step", "EDEScale", "Delayed", "ede", "get", "serialize"]
 
 
 _register = serializable()
@@ -214,3 +214,9 @@ def get(identifier) -> Schedule:
         f"Expected a tfbin schedule (Constant, Linear, Exponential, Cosine, Step, EDEScale), a "
         f"number or a serialized schedule; got {identifier!r}."
     )
+
+
+def serialize(schedule: Schedule) -> dict:
+    """The config of `schedule` that `get` reads back: the one the Keras 2 `SharpeningScheduler`
+    and recipes write (`tfbin.keras3.SharpeningScheduler` writes it with this)."""
+    return tf.keras.utils.serialize_keras_object(get(schedule))

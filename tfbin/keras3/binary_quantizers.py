@@ -34,6 +34,7 @@ __all__ = [
     "BoundedRectifier",
     "DistributionAwareSign",
     "ALIASES",
+    "class_of",
     "get",
     "serialize",
     "as_tensor",
@@ -160,9 +161,16 @@ _BY_NAME = {
 }
 
 
+def class_of(name: str | None):
+    """The Keras 3 quantizer class of an alias, a class name or a registered name (`"tfbin>EDESign"`),
+    else None. The Keras 2 path's names map to their Keras 3 twins, larq's `SteSign` included."""
+    return _BY_NAME.get(name) if isinstance(name, str) else None
+
+
 def get(identifier):
-    """A quantizer from an alias (`"ste_sign"`, `"ede_sign"`, ...), a class name, a serialized
-    config, a quantizer or any callable; `None` stays `None`."""
+    """A quantizer from an alias (`"ede_sign"`, ...), a class name, a serialized config (the
+    Keras 2 path's configs of tfbin's quantizers and of larq's `SteSign` included: they make the
+    Keras 3 twin), a quantizer or any callable; `None` stays `None`."""
     if identifier is None:
         return None
     if isinstance(identifier, str):
@@ -170,6 +178,9 @@ def get(identifier):
             raise ValueError(f"Unknown quantizer {identifier!r}; the aliases are {sorted(ALIASES)}.")
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict):
+        cls = class_of(identifier.get("registered_name")) or class_of(identifier.get("class_name"))
+        if cls is not None:
+            return cls.from_config(identifier.get("config", {}))
         return keras.saving.deserialize_keras_object(identifier)
     if callable(identifier):
         return identifier

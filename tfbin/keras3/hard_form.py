@@ -7,10 +7,10 @@ import keras
 
 from tfbin.keras3.binary_quantizers import SoftHardQuantizer
 
-__all__ = ["quantizers", "hard"]
+__all__ = ["layers", "quantizers", "hard"]
 
 
-def _layers(layer, seen):
+def _walk(layer, seen):
     """`layer` and every layer inside it (model layers and layer attributes), each once."""
     if id(layer) in seen:
         return
@@ -19,12 +19,18 @@ def _layers(layer, seen):
     children = list(getattr(layer, "layers", None) or [])
     children += [value for value in vars(layer).values() if isinstance(value, keras.layers.Layer)]
     for child in children:
-        yield from _layers(child, seen)
+        yield from _walk(child, seen)
+
+
+def layers(model) -> list:
+    """`model` and every layer inside it (nested models, layer attributes such as a layer's
+    quantizers), each once: the Keras 3 stand-in for `tf.Module.submodules`."""
+    return list(_walk(model, set()))
 
 
 def quantizers(model) -> list[SoftHardQuantizer]:
     """Every tfbin soft->hard quantizer inside `model` (a Keras 3 model, layer or quantizer)."""
-    return [layer for layer in _layers(model, set()) if isinstance(layer, SoftHardQuantizer)]
+    return [layer for layer in layers(model) if isinstance(layer, SoftHardQuantizer)]
 
 
 @contextlib.contextmanager

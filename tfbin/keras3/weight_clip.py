@@ -40,8 +40,14 @@ class WeightClip(keras.constraints.Constraint):
         return {"clip_value": self.clip_value}
 
 
+_NAMES = (WeightClip.alias, "WeightClip", "tfbin>WeightClip")
+
+
 def get(identifier):
-    """A constraint from `"weight_clip"` (larq's alias), or whatever `keras.constraints.get` takes."""
-    if isinstance(identifier, str) and identifier in (WeightClip.alias, "WeightClip", "tfbin>WeightClip"):
+    """A constraint from `"weight_clip"` (larq's alias), a serialized `WeightClip` (larq's config
+    from the Keras 2 path included), or whatever `keras.constraints.get` takes."""
+    if isinstance(identifier, str) and identifier in _NAMES:
         return WeightClip()
+    if isinstance(identifier, dict) and (identifier.get("registered_name") in _NAMES or identifier.get("class_name") in _NAMES):
+        return WeightClip(**identifier.get("config", {}))
     return keras.constraints.get(identifier)

@@ -1,0 +1,161 @@
+"""`tfbin.keras3.binarize(model, recipe)`: a float Keras 3 model -> a binary one trained with a recipe.
+
+The recipes are `tfbin.recipes`' (the same names, defaults and parameters as `tfbin.binarize`);
+a recipe's quantizers, constraint and schedules are read from its config, and each quantizer
+becomes its Keras 3 twin (`tfbin.keras3.binary_quantizers.get`), each schedule drives
+`tfbin.keras3.SharpeningScheduler`. The graph rules are `tfbin.binarize`'s
+(`tfbin.keras3.float_graph`). What it returns is `tfbin.binarize`'s `Binarized`.
+
+`tfbin.recipes` builds its recipes from larq objects, so this module needs the Keras 2 side of
+tfbin loaded in the process (`import tfbin` before Keras 3's `import keras`): `tfbin.keras3`
+loads it on first use of `binarize` and says so where it cannot.
+"""
+from __future__ import annotations
+
+import warnings
+
+import keras
+
+from tfbin import recipes as recipes_lib
+from tfbin.binarize import Binarized
+from tfbin.keras3 import binary_quantizers, float_graph, weight_clip
+from tfbin.keras3.sharpening import SharpeningScheduler
+from tfbin.keras3.quant_layers import QuantConv2D, QuantDense
+
+__all__ = ["Binarized", "binarize", "Keras3Recipe"]
+
+
+class Keras3Recipe:
+    """A `tfbin.recipes.Recipe` made for Keras 3: its quantizers' and constraint's Keras 3 twins,
+    and its callbacks as Keras 3 callbacks; a NotImplementedError names what has no Keras 3
+    version yet (larq's ApproxSign/SwishSign/MagnitudeAwareSign, `MeanCenteredClip`, the
+    ABC-Net/BLRNet layers, CMIM's and ABR's auxiliary losses)."""
+
+    def __init__(self, recipe: recipes_lib.Recipe):
+        self.recipe = recipe
+        config = recipe.get_config()
+        missing = []
+        if recipe.layer_type is not None:
+            missing.append(f"its {recipe.layer_type!r} layers (tfbin.layers.LAYER_TYPES) replace Conv2D/Dense")
+        missing += [f"its auxiliary loss {type(loss).__name__} (tfbin.losses)" for loss in recipe.losses]
+        for role in ("input_quantizer", "kernel_quantizer"):
+            identifier = config[role]
+            if identifier is not None and self._quantizer_class(identifier) is None:
+                missing.append(f"its {role} {self._name(identifier)} (a Keras 2 quantizer)")
+        constraint = config["kernel_constraint"]
+        if constraint is not None and self._name(constraint) not in ("WeightClip", "weight_clip", "tfbin>WeightClip"):
+            missing.append(f"its kernel_constraint {self._name(constraint)}")
+        if missing:
+            raise NotImplementedError(
+                f"Recipe {recipe.name!r} has no Keras 3 version yet: {'; '.join(missing)}. tfbin.keras3 has the quantizers "
+                f"{sorted(binary_quantizers.ALIASES)} and the constraint 'weight_clip'; use the Keras 2 path (tfbin.binarize)."
+            )
+        self.config = config
+
+    @staticmethod
+    def _name(identifier) -> str:
+        if isinstance(identifier, dict):
+            return identifier.get("registered_name") or identifier.get("class_name")
+        return identifier
+
+    @classmethod
+    def _quantizer_class(cls, identifier):
+        return binary_quantizers.class_of(cls._name(identifier))
+
+    def make_input_quantizer(self):
+        """A new Keras 3 input quantizer for one layer."""
+        return binary_quantizers.get(self.config["input_quantizer"])
+
+    def make_kernel_quantizer(self):
+        """A new Keras 3 kernel quantizer for one layer (None: the layer keeps float weights)."""
+        return binary_quantizers.get(self.config["kernel_quantizer"])
+
+    def make_kernel_constraint(self):
+        constraint = self.config["kernel_constraint"]
+        return None if constraint is None else weight_clip.get(constraint)
+
+    def callbacks(self) -> list:
+        """The Keras 3 callbacks `model.fit` needs (the recipe's sharpening schedules)."""
+        recipe = self.recipe
+        return [SharpeningScheduler(recipe.schedules, update_freq=recipe.update_freq)] if recipe.schedules else []
+
+    def quantize(self, layer, config):
+        """The binary layer for `layer` (its `config`, possibly changed), as `tfbin.binarize` makes it."""
+        cls = QuantDense if isinstance(layer, keras.layers.Dense) else QuantConv2D
+        config = dict(config, input_quantizer=self.make_input_quantizer(), kernel_quantizer=self.make_kernel_quantizer(),
+                      kernel_constraint=self.make_kernel_constraint())
+        if cls is QuantConv2D and config.get("padding") == "same":
+            config["pad_values"] = 1.0  # binary 'same' padding: LCE's fast path, and exact at borders
+        return cls.from_config(config)
+
+
+def _resolve_recipe(recipe, epochs, overrides) -> recipes_lib.Recipe:
+    """`binarize`'s recipe argument made a `Recipe`: a name with `epochs` and the overrides."""
+    if isinstance(recipe, str):
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        return recipes_lib.get(recipe, **overrides)
+    return recipes_lib.get(recipe)
+
+
+def _targets(model, recipe) -> list:
+    """The names of the layers `binarize` quantizes; warns about the layers it must leave float."""
+    targets, skipped = float_graph.plan(model, recipe.keep_full_precision)
+    if not targets:
+        raise ValueError(
+            f"Model {model.name!r} has nothing to binarize with recipe {recipe.name!r}: no Conv2D or "
+            f"Dense layer outside those kept full precision {list(recipe.keep_full_precision)}, and "
+            "no binary QuantConv2D/QuantDense layer."
+        )
+    if skipped:
+        warnings.warn("tfbin.keras3.binarize left these layers float: "
+                      + "; ".join(f"{name} ({why})" for name, why in skipped.items()), stacklevel=3)
+    return targets
+
+
+def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **overrides) -> Binarized:
+    """Apply a recipe to a float Keras 3 model (Sequential or functional); weights are kept.
+
+    What `tfbin.binarize` does on Keras 2, with the same recipes (names, defaults, parameters):
+
+    - `Conv2D` and `Dense` layers become `tfbin.keras3.QuantConv2D` / `QuantDense` with the
+      recipe's quantizers (their Keras 3 twins) and kernel constraint (`pad_values=1` for
+      'same' padding), except those the recipe keeps full precision (the first and last by
+      default). A model with binary `QuantConv2D`/`QuantDense` layers keeps its graph: only
+      those get the recipe's quantizers. Depthwise/separable convs stay float, with a warning.
+    - Sign-destroying activations (ReLU, ReLU6, sigmoid, ...) in front of a binarized layer are
+      removed; a BatchNormalization is inserted where none normalizes a binarized layer's input
+      (`insert_batch_norm`: `"auto"`, `"always"`, `"never"`) and after a binarized layer whose
+      output reaches float layers unnormalized. `Binarized.changes` lists them, as does a warning.
+
+    ```python
+    model, callbacks = tfbin.keras3.binarize(float_model, "irnet", epochs=10)
+    model.compile(...)
+    model.fit(data, epochs=10, callbacks=callbacks)
+    ```
+
+    Recipes whose pieces have no Keras 3 version yet raise NotImplementedError naming them:
+    `approx_sign`, `swish_sign`, `bireal` (larq's quantizers), `abc`, `blrnet` (their layers),
+    `irnet_cmim` (CMIM's loss), `abr` with `slope_growth > 0` and `dab` with `mean_center=True`.
+
+    # Arguments
+        recipe: a recipe name, config or `tfbin.recipes.Recipe`.
+        epochs: the length of the recipe's schedules (needed by recipes that sharpen).
+        insert_batch_norm: `"auto"` (default), `"always"` or `"never"` (`tfbin.binarize`).
+        **overrides: parameters of the named recipe (e.g. `t_min=0.01`).
+    """
+    float_graph.check_rebuildable(model)
+    if insert_batch_norm not in float_graph.INSERT_MODES:
+        raise ValueError(f"insert_batch_norm must be one of {float_graph.INSERT_MODES}, got {insert_batch_norm!r}.")
+    recipe = _resolve_recipe(recipe, epochs, overrides)
+    keras3_recipe = Keras3Recipe(recipe)
+    targets = _targets(model, recipe)
+    changes = float_graph.Changes()
+    if not any(float_graph.is_binary_layer(l) for l in model.layers):  # a binary model chose its own graph
+        changes = float_graph.prepare(model, targets, insert_batch_norm=insert_batch_norm)
+        if changes.lines:
+            warnings.warn("tfbin.keras3.binarize changed the float graph:\n" + "\n".join(f"- {c}" for c in changes.lines), stacklevel=2)
+    quantize = lambda layer, config: keras3_recipe.quantize(layer, config) if layer.name in targets else None  # noqa: E731
+    result = Binarized(float_graph.rebuild(model, changes, quantize), keras3_recipe.callbacks())
+    result.changes = changes.lines
+    return result
