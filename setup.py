@@ -23,21 +23,30 @@ setup(
         "tfbin.export": "export",
         "tfbin.tuning": "tuning",
     },
-    # Tested: TF 2.19.1 + tf-keras 2.19.0 (larq-zoo 2.4 pins protobuf<3.21, which rules out TF 2.20).
+    # The Keras 3 path (`tfbin.keras3`) needs only TensorFlow and LCE. Tested: TF 2.19.1 + Keras 3.15
+    # (make test) and TF 2.20.0 + Keras 3.15.1 with no Keras 2 installed (make test-keras3).
     install_requires=[
-        "tensorflow>=2.16,<2.20",
-        "tf-keras>=2.16,<2.20",
-        "numpy<2",
-        "larq==0.14.*",
+        "tensorflow>=2.16,<2.21",
         "larq-compute-engine==0.16.*",
-        "larq-zoo==2.4.*",
-        "keras-tuner==1.4.*",
-        "tensorflow-datasets>=4.8,<4.9",
-        "importlib_resources",
-        "matplotlib",
-        "scikit-learn",
-        "scipy",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5,<4", "hypothesis>=6"]},
+    extras_require={
+        # The Keras 2 path (`import tfbin`): larq and larq-zoo (no longer maintained). larq-zoo 2.4
+        # pins protobuf<3.21, which rules out TF 2.20. Tested: TF 2.19.1 + tf-keras 2.19.0 (make test),
+        # TF 2.16 + tf-keras 2.16 (make test-compat).
+        "larq": [
+            "tensorflow>=2.16,<2.20",
+            "tf-keras>=2.16,<2.20",
+            "numpy<2",
+            "larq==0.14.*",
+            "larq-zoo==2.4.*",
+            "keras-tuner==1.4.*",
+            "tensorflow-datasets>=4.8,<4.9",
+            "importlib_resources",
+            "matplotlib",
+            "scikit-learn",
+            "scipy",
+        ],
+        "test": ["pytest>=7", "pytest-xdist>=3.5,<4", "hypothesis>=6"],
+    },
     entry_points={"console_scripts": ["tfbin=tfbin.cli:main"]},
 )

@@ -5,7 +5,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import tfbin  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+import importlib.util  # noqa: E402
+
+# Keras 2 before TensorFlow loads; `make test-keras3`'s virtualenv has no Keras 2 (no `[larq]` extra)
+# and runs only the tests of the Keras 3 path.
+if importlib.util.find_spec("larq") is not None:
+    import tfbin  # noqa: F401
 import tensorflow as tf  # noqa: E402
 
 

@@ -4,6 +4,7 @@ larq 0.14, larq-zoo 2.4 and LCE 0.16 are Keras-2 code. On TensorFlow >= 2.16, `t
 Keras 3 unless `TF_USE_LEGACY_KERAS=1` is set before TensorFlow is imported: TensorFlow decides
 at import time where `tensorflow.keras` points, so setting the variable afterwards is too late.
 """
+import importlib.util
 import os
 import sys
 
@@ -17,6 +18,13 @@ _HOW_TO_FIX = (
 
 def ensure_keras2():
     """Select tf-keras for `tf.keras`, or raise ImportError saying what to do."""
+    missing = [name for name in ("tf_keras", "larq") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(
+            f"tfbin's Keras 2 API needs {' and '.join(missing)}, which this environment lacks. Install the Keras 2 "
+            "path with `pip install 'tfbin[larq]'` (tf-keras, larq, larq-zoo, keras-tuner; TensorFlow <= 2.19), "
+            "or use the Keras 3 path, `import tfbin.keras3`, which needs neither."
+        )
     tf_module = sys.modules.get("tensorflow")
     if tf_module is None:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"

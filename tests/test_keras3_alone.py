@@ -1,0 +1,89 @@
+"""The Keras 3 path on its own: what `pip install tfbin` (no `[larq]` extra) gives a user who starts
+with TensorFlow today. These tests need neither larq nor tf-keras, so `make test-keras3` runs them
+in a virtualenv with the newest TensorFlow the path supports and no Keras 2 at all; `make test`
+runs them beside the Keras 2 path.
+
+Values are checked against the papers' formulas written here in NumPy, not against
+`tfbin.formulas` (which the quantizers use).
+"""
+import importlib.util
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfbin.keras3 as tb
+from tfbin import schedules
+
+WITHOUT_KERAS2 = importlib.util.find_spec("larq") is None
+
+
+def value_and_grad(quantizer, x):
+    x = tf.convert_to_tensor(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = quantizer(x)
+    return y.numpy(), tape.gradient(y, x).numpy()
+
+
+@pytest.mark.skipif(not WITHOUT_KERAS2, reason="larq is installed: the Keras 2 path may load it (test_keras3.py checks the import in a subprocess)")
+def test_nothing_of_keras2_is_loaded():
+    assert not {"larq", "tf_keras", "larq_zoo"} & set(sys.modules)
+    assert keras.__version__.startswith("3.")
+
+
+def test_ste_sign_is_the_sign_with_a_gradient_clipped_at_one():
+    x = np.array([-2.0, -1.0, -0.3, 0.0, 0.4, 1.0, 1.5], np.float32)
+    y, grad = value_and_grad(tb.SteSign(), x)
+    np.testing.assert_array_equal(y, np.where(x >= 0, 1.0, -1.0))  # sign(0) = +1
+    np.testing.assert_array_equal(grad, (np.abs(x) <= 1).astype(np.float32))
+
+
+def test_ede_sign_forward_is_the_sign_and_its_gradient_is_k_t_sech2():
+    x = np.linspace(-2, 2, 41).astype(np.float32)
+    quantizer = tb.EDESign()
+    quantizer.build(x.shape)
+    t, k = 0.7, 1 / 0.7  # IR-Net: k = max(1/t, 1)
+    quantizer.sharpness_weights["t"].assign(t)
+    quantizer.sharpness_weights["k"].assign(k)
+    y, grad = value_and_grad(quantizer, x)
+    np.testing.assert_array_equal(y, np.where(x >= 0, 1.0, -1.0))
+    np.testing.assert_allclose(grad, k * t * (1 - np.tanh(t * x) ** 2), rtol=1e-5, atol=1e-6)
+
+
+def small_binary_model():
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+        keras.layers.BatchNormalization(),
+        tb.QuantConv2D(16, 3, input_quantizer=tb.EDESign(), kernel_quantizer="ste_sign",
+                       kernel_constraint="weight_clip", padding="same", pad_values=1.0, use_bias=False),
+        keras.layers.BatchNormalization(),
+        tb.QuantConv2D(16, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                       kernel_constraint="weight_clip", padding="same", pad_values=1.0, use_bias=False),
+        keras.layers.BatchNormalization(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(4, activation="softmax"),
+    ])
+
+
+def test_a_binary_net_trains_sharpens_and_exports_with_every_binary_conv_fused():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(64, 12, 12, 3)).astype(np.float32)
+    y = np.arange(64) % 4
+    model = small_binary_model()
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    ede = schedules.ede(0.1, 10.0, epochs=3)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[tb.SharpeningScheduler(ede)])
+    assert all(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    for name, schedule in ede.items():  # set at the start of the last epoch (index 2)
+        assert tb.sharpness.get(model, name) == pytest.approx(schedule(2), rel=1e-6)
+    kernels = [l.kernel.numpy() for l in model.layers if isinstance(l, tb.QuantConv2D)]
+    assert all(np.abs(k).max() <= 1.0 for k in kernels)  # weight_clip
+    report = tb.recalibrate(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(16), steps=4)
+    assert report == {"batch_norms": 3, "steps": 4}
+    histogram = tb.op_histogram(tb.convert(model))
+    assert histogram["LceBconv2d"] == 2 and histogram["CONV_2D"] == 1
