@@ -637,6 +637,54 @@ def targets_table(results):
     return "\n".join(lines)
 
 
+def _met(value) -> str:
+    return "—" if value is None else ("yes" if value else "**no**")
+
+
+def keras3_parity_table(data):
+    """#40's targets, Keras 3 against Keras 2 per recipe (bench/keras3_parity.py): hard accuracy over
+    seeds, the op histograms of the exports, tie-free agreement and the step-time ratio."""
+    lines = [
+        f"Measured by `{data['command']}`: `{data['model']}` on Fashion-MNIST, {data['epochs']} epochs, batch "
+        f"{data['batch_size']}, Adam {data['lr']:g}, {data['train_samples']:,} training images, scored on {data['scored_on']}; "
+        "per recipe and seed the Keras 2 run and then the Keras 3 run in one process, the Keras 3 net starting from the Keras 2 "
+        f"net's initial weights (host: {data['host']['cpus']} CPUs, shared; TF {data['versions']['tensorflow']}, "
+        f"Keras {data['versions']['keras']}, tf-keras {data['versions']['tf_keras']}). *accuracy*: |mean hard accuracy, Keras 3 − "
+        "Keras 2| within the Keras 2 seed std. *agreement*: the exported flatbuffer in LCE's interpreter against the hard Keras "
+        "model on the test images, raw / on tie-free samples (lowest over seeds). *step*: median over seeds of each pair's "
+        "Keras 3 / Keras 2 median step time (epochs 2+), target ≤ 1.05×.",
+        "",
+        "| recipe | seeds | hard: Keras 2 | hard: Keras 3 | \|difference\| | accuracy met | deployed: Keras 2 / Keras 3 | "
+        "same op histogram | agreement: Keras 2 | agreement: Keras 3 | tie-free 1.000 | ms / step: Keras 2 / Keras 3 | step ratio | step met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    spread = lambda s, key: f" ± {s[key]:.4f}" if s.get(key) is not None else ""  # noqa: E731
+    fixed = lambda value, digits=4: "—" if value is None else f"{value:.{digits}f}"  # noqa: E731
+    for recipe, entry in data["summary"].items():
+        k2, k3, t = entry["keras2"], entry["keras3"], entry.get("targets", {})
+        hard = [f"{fixed(s['hard_mean'])}{spread(s, 'hard_std')}" if s["runs"] else "—" for s in (k2, k3)]
+        agreement = [f"{fixed(s['argmax_agreement_min'])} / {fixed(s['tie_free_agreement_min'], 3)}" for s in (k2, k3)]
+        ratio = "—" if t.get("step_ratio") is None else f"{t['step_ratio']:.3f}×"
+        lines.append(
+            f"| `{recipe}` | {min(k2['runs'], k3['runs'])} | {hard[0]} | {hard[1]} | {fixed(t.get('hard_mean_difference'))} | "
+            f"{_met(t.get('accuracy_met'))} | {fixed(k2['deployed_mean'])} / {fixed(k3['deployed_mean'])} | "
+            f"{_met(t.get('histograms_equal'))} | {agreement[0]} | {agreement[1]} | {_met(t.get('tie_free_agreement_met'))} | "
+            f"{fixed(k2['step_ms_median'], 1)} / {fixed(k3['step_ms_median'], 1)} | "
+            f"{ratio} | {_met(t.get('step_met'))} |"
+        )
+    different = [(r["recipe"], r["seed"]) for r in data["runs"] if r["path"] == "keras3"
+                 and any(o["op_histogram"] != r["op_histogram"] for o in data["runs"]
+                         if o["path"] == "keras2" and (o["recipe"], o["seed"]) == (r["recipe"], r["seed"]))]
+    if different:
+        recipe, seed = different[0]
+        pair = {r["path"]: r["op_histogram"] for r in data["runs"] if (r["recipe"], r["seed"]) == (recipe, seed)}
+        ops = sorted(set(pair["keras2"]) | set(pair["keras3"]))
+        lines += ["", f"Op histograms that differ (`{recipe}`, seed {seed}; ops whose counts differ): "
+                  + ", ".join(f"{op} {pair['keras2'].get(op, 0)} / {pair['keras3'].get(op, 0)}" for op in ops
+                              if pair["keras2"].get(op, 0) != pair["keras3"].get(op, 0)) + " (Keras 2 / Keras 3)."]
+    return "\n".join(lines)
+
+
 TABLES = {
     "margins": ("bench/results/test_margins.json", margins_table),
     "demo": ("bench/results/demo.json", demo_table),
@@ -650,6 +698,7 @@ TABLES = {
     "pbgnet": ("bench/results/pbgnet_mnist*.json", pbgnet_table),  # a pattern: the table gets every file's result
     "longer": ("bench/results/accuracy_10_epochs.json", None),  # with accuracy.json: longer_table
     "cifar10": ("bench/results/cifar10.json", cifar10_table),
+    "keras3_parity": ("bench/results/keras3_parity.json", keras3_parity_table),
 }
 
 
