@@ -193,15 +193,15 @@ MUTATIONS: tuple[Mutation, ...] = (
       "tie_free = sample_margins < TIE_ULPS",
       ("tests/test_export.py",), "a_wrong_export or (every_recipe_exports and ste)"),
     # --- batch norm recalibration ---------------------------------------------------------------
-    M("recalibrate_momentum_off_by_one", "tfbin/batchnorm.py",
+    M("recalibrate_momentum_off_by_one", "tfbin/frameworks.py",
       "recalibrate: BN momentum 1 − 1/(k+1) at batch k, so the old statistics are not overwritten and the average is wrong",
       'with _attributes(norms, "momentum", 1.0 - 1.0 / used):',
       'with _attributes(norms, "momentum", 1.0 - 1.0 / (used + 1)):',
       ("tests/test_batchnorm.py",)),
-    M("recalibrate_in_soft_form", "tfbin/batchnorm.py",
+    M("recalibrate_in_soft_form", "tfbin/frameworks.py",
       "recalibrate: the statistics are re-estimated with the soft (training) forms, not the hard ones",
-      "    context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()\n    used = 0",
-      "    context = contextlib.nullcontext()\n    used = 0",
+      'with hard_form(model), _attributes(dropouts, "rate", 0.0):',
+      'with contextlib.nullcontext(), _attributes(dropouts, "rate", 0.0):',
       ("tests/test_batchnorm.py",)),
     # --- ABC-Net, BLRNet, PBGNet ----------------------------------------------------------------
     M("abc_kernel_mean_over_bases", "tfbin/layers.py",
@@ -241,7 +241,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       'if bracket["bracket_num"] == 1 and not rounds[0]',
       T_TUNING, "hyperband and defaults"),
     # --- callbacks ------------------------------------------------------------------------------
-    M("per_batch_sharpening_off_by_one", "tfbin/callbacks.py",
+    M("per_batch_sharpening_off_by_one", "tfbin/frameworks.py",
       "SharpeningScheduler(update_freq='batch'): batch b of an epoch gets the value of epoch + (b+1)/steps",
       'self._apply(self._epoch + batch / self.params["steps"])',
       'self._apply(self._epoch + (batch + 1) / self.params["steps"])',

@@ -6,16 +6,17 @@ the hard ones: their mean and variance differ (for a unit ramp `clip(x + ½, 0, 
 inputs against its step, the variance ratio is 1.35), so every BN after a binarized layer
 normalizes with the wrong statistics. `recalibrate` re-estimates them in the hard form —
 the remedy of post-training BN re-estimation (e.g. Ioffe, "Batch Renormalization", 2017;
-Izmailov et al., "Averaging Weights Leads to Wider Optima", 2018, `update_bn`).
+Izmailov et al., "Averaging Weights Leads to Wider Optima", 2018, `update_bn`). The procedure
+is `tfbin.frameworks.recalibrate`, shared with `tfbin.keras3.recalibrate`; this module finds a
+tf-keras model's BatchNormalization and Dropout layers and its hard form.
 """
 from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import tensorflow as tf
 
-from tfbin import sharpness
+from tfbin import frameworks, sharpness
 from tfbin.mode import hard
 from tfbin.auxiliary import unwrap
 
@@ -27,34 +28,10 @@ def batch_norms(model) -> list:
     return [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
 
 
-@contextlib.contextmanager
-def _attributes(objects, name, value):
-    previous = [getattr(o, name) for o in objects]
-    for o in objects:
-        setattr(o, name, value)
-    try:
-        yield
-    finally:
-        for o, was in zip(objects, previous):
-            setattr(o, name, was)
-
-
-def _hard_accuracy(model, batches) -> tuple[float, int]:
-    """Top-1 accuracy of the hard form on labelled `(x, y)` batches (sparse or one-hot `y`), and
-    the number of examples it read."""
-    correct = total = 0
-    context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
-    with context:
-        for x, y, *_ in batches:
-            predicted = np.asarray(model(x, training=False)).argmax(-1)
-            y = np.asarray(y)
-            if y.ndim == predicted.ndim + 1:
-                y = y.argmax(-1)
-            correct += int((predicted == y.reshape(predicted.shape)).sum())
-            total += len(y)
-    if total == 0:
-        raise ValueError("recalibrate got an empty `check` dataset: give it labelled (x, y) batches.")
-    return correct / total, total
+def _hard_form(model):
+    """The hard form of `model` (`tfbin.hard`); larq-only binarized models (`ste_sign`) and float
+    ones are already what they compute deployed."""
+    return hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
 
 
 def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None) -> dict:
@@ -88,37 +65,5 @@ def recalibrate(model: tf.keras.Model, data, steps: int | None = 100, check=None
         `"check_accuracy_before"` and `"check_accuracy_after"`.
     """
     model = unwrap(model)
-    norms = batch_norms(model)
-    if not norms:
-        raise ValueError(f"Model {model.name!r} has no BatchNormalization layer to recalibrate.")
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise ValueError(f"recalibrate steps must be a positive integer or None, got {steps!r}.")
-    if not isinstance(data, tf.data.Dataset):
-        data = tf.data.Dataset.from_tensor_slices(np.asarray(data)).batch(256)
-    if steps is not None:
-        data = data.take(int(steps))
-    if check is not None:
-        saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in norms]
-        before, check_images = _hard_accuracy(model, check)
     dropouts = [m for m in model.submodules if isinstance(m, tf.keras.layers.Dropout)]
-    context = hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
-    used = 0
-    # Eager calls: the momentum changes every batch and BN reads it at call time.
-    with context, _attributes(dropouts, "rate", 0.0):
-        for batch in data:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            used += 1
-            with _attributes(norms, "momentum", 1.0 - 1.0 / used):
-                model(x, training=True)
-    if used == 0:
-        raise ValueError("recalibrate got no batches: the data is empty.")
-    report = {"batch_norms": len(norms), "steps": used}
-    if check is None:
-        return report
-    after, _ = _hard_accuracy(model, check)
-    if after < before:
-        for bn, (mean, variance) in zip(norms, saved):
-            bn.moving_mean.assign(mean)
-            bn.moving_variance.assign(variance)
-    return {**report, "applied": after >= before, "check_images": check_images,
-            "check_accuracy_before": round(before, 4), "check_accuracy_after": round(after, 4)}
+    return frameworks.recalibrate(model, data, steps, check, norms=batch_norms(model), dropouts=dropouts, hard_form=_hard_form)

@@ -6,8 +6,8 @@ import tensorflow as tf
 import numpy as np
 
 from tfbin._registry import serializable
-from tfbin import schedules as schedules_lib
-from tfbin import sharpness
+from tfbin import frameworks, sharpness
+from tfbin.frameworks import check_update_freq  # noqa: F401  (public here: tfbin.recipes reads it)
 from tfbin.introspect import binarized_layers
 from tfbin.mode import hard_forms
 from tfbin.auxiliary import unwrap
@@ -16,15 +16,8 @@ from tfbin.quantizers import SoftHardQuantizer
 __all__ = ["SharpeningScheduler", "BinarizationMonitor", "StopOnNonFinite", "NonFiniteLossError"]
 
 
-
-def check_update_freq(update_freq: str) -> str:
-    """`update_freq` if it is one `SharpeningScheduler` knows, else a ValueError saying which."""
-    if update_freq not in ("epoch", "batch"):
-        raise ValueError(f"update_freq must be 'epoch' or 'batch', got {update_freq!r}.")
-    return update_freq
-
 @serializable()
-class SharpeningScheduler(tf.keras.callbacks.Callback):
+class SharpeningScheduler(frameworks.ScheduledSharpening, tf.keras.callbacks.Callback):
     """Set named sharpness values on schedules during training.
 
     ```python
@@ -45,53 +38,7 @@ class SharpeningScheduler(tf.keras.callbacks.Callback):
         update_freq: `"epoch"` (at the start of each epoch, as IR-Net) or `"batch"`.
     """
 
-    def __init__(self, schedules: dict, update_freq: str = "epoch"):
-        super().__init__()
-        if not isinstance(schedules, dict) or not schedules:
-            raise ValueError(f"SharpeningScheduler needs a non-empty {{name: schedule}} dict, got {schedules!r}.")
-        self.update_freq = check_update_freq(update_freq)
-        self.schedules = {name: schedules_lib.get(s) for name, s in schedules.items()}
-        self._epoch = 0
-        self._variables = {}
-
-    def on_train_begin(self, logs=None):
-        # Resolved once: scanning the model's submodules at every batch costs more than the
-        # assignments themselves. Fails early, listing the names the model has.
-        self._variables = {name: sharpness.variables(self.model, name) for name in self.schedules}
-        if self.update_freq == "batch" and not self.params.get("steps"):
-            raise ValueError(
-                "SharpeningScheduler(update_freq='batch') needs the number of steps per epoch; "
-                "pass steps_per_epoch to fit() or use a dataset of known length."
-            )
-
-    def _apply(self, epoch: float):
-        for name, schedule in self.schedules.items():
-            value = schedule(epoch)
-            for variable in self._variables[name]:
-                variable.assign(value)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._apply(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.update_freq == "batch":
-            self._apply(self._epoch + batch / self.params["steps"])
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for name in self.schedules:
-                logs[name] = sharpness.get(self.model, name)
-
-    def get_config(self):
-        return {
-            "schedules": {n: tf.keras.utils.serialize_keras_object(s) for n, s in self.schedules.items()},
-            "update_freq": self.update_freq,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+    sharpness = sharpness  # `tfbin.sharpness`: the tf-keras model's sharpness weights
 
 
 def _as_dataset(data, batch_size):

@@ -10,7 +10,9 @@ Every tfbin quantizer is a larq `Quantizer` with two forms:
 
 The formulas themselves live in `tfbin.formulas`, shared with the Keras 3 path (`tfbin.keras3`);
 what each quantizer is (docstring, arguments, soft and hard forms, config) is written once in
-`tfbin.quantizer_forms`, also shared with the Keras 3 path; this module is the Keras 2 (larq) glue.
+`tfbin.quantizer_forms`, also shared with the Keras 3 path, and the public classes are made from
+those definitions by `tfbin.frameworks.quantizer_classes`, as the Keras 3 ones are; this module is
+the Keras 2 (larq) glue.
 
 Which form runs is decided when the model is traced: soft by default, hard inside
 `with tfbin.hard(model):`. All quantizers here have `precision = 1` and work as
@@ -26,16 +28,10 @@ ensure_keras2()  # imported in a Keras 3 process (no `import tfbin` first): say 
 import larq as lq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfbin import frameworks  # noqa: E402
 from tfbin._registry import serializable  # noqa: E402
 from tfbin.formulas import dab_levels, dab_split  # noqa: E402,F401  (public here since 0.1)
-from tfbin.quantizer_forms import (  # noqa: E402
-    BoundedRectifierForms,
-    DistributionAwareForms,
-    EDEForms,
-    LibraForms,
-    SelfBinarizingForms,
-    SoftHardForms,
-)
+from tfbin.quantizer_forms import SoftHardForms  # noqa: E402
 
 __all__ = [
     "SoftHardQuantizer",
@@ -89,35 +85,7 @@ class SoftHardQuantizer(SoftHardForms, lq.quantizers.Quantizer):
         return self._sharpness_weights[role]
 
 
-@register("self_binarizing_sign")
-class SelfBinarizingSign(SelfBinarizingForms, SoftHardQuantizer):
-    __doc__ = SelfBinarizingForms.__doc__
-
-
-@register("ede_sign")
-class EDESign(EDEForms, SoftHardQuantizer):
-    __doc__ = EDEForms.__doc__
-
-
-@register("libra_sign")
-class LibraSign(LibraForms, SoftHardQuantizer):
-    __doc__ = LibraForms.__doc__
-
-
-@register("bounded_rectifier")
-class BoundedRectifier(BoundedRectifierForms, SoftHardQuantizer):
-    __doc__ = BoundedRectifierForms.__doc__
-
-
-@register("dab_sign")
-class DistributionAwareSign(DistributionAwareForms, SoftHardQuantizer):
-    __doc__ = DistributionAwareForms.__doc__
-
-    def add_split_weights(self, channels: int):
-        # Kept with the model (checkpoints, resume) and identical on every replica.
-        aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
-        threshold = self.add_weight(name="split_threshold", shape=(channels,), initializer="zeros",
-                                    trainable=False, aggregation=aggregation)
-        calls = self.add_weight(name="split_calls", shape=(), dtype=tf.int64, initializer="zeros",
-                                trainable=False, aggregation=aggregation)
-        return threshold, calls
+# One class per definition of tfbin.quantizer_forms (tfbin.frameworks.QUANTIZERS), as the Keras 3 path's.
+SelfBinarizingSign, EDESign, LibraSign, BoundedRectifier, DistributionAwareSign = frameworks.quantizer_classes(
+    SoftHardQuantizer, register, __name__, only_first_replica=tf.VariableAggregation.ONLY_FIRST_REPLICA
+)

@@ -3,8 +3,9 @@
 The recipes are `tfbin.recipes`' (the same names, defaults and parameters as `tfbin.binarize`);
 a recipe's quantizers, constraint and schedules are read from its config, and each quantizer
 becomes its Keras 3 twin (`tfbin.keras3.binary_quantizers.get`), each schedule drives
-`tfbin.keras3.SharpeningScheduler`. The graph rules are `tfbin.binarize`'s
-(`tfbin.keras3.float_graph`). What it returns is `tfbin.binarize`'s `Binarized`.
+`tfbin.keras3.SharpeningScheduler`. The graph rules are `tfbin.binarize`'s, the same code
+(`tfbin.frameworks`, on Keras 3's graph: `tfbin.keras3.float_graph`). What it returns is
+`tfbin.binarize`'s `Binarized`.
 
 `tfbin.recipes` builds its recipes from larq objects, so this module needs the Keras 2 side of
 tfbin loaded in the process (`import tfbin` before Keras 3's `import keras`): `tfbin.keras3`
@@ -12,12 +13,11 @@ loads it on first use of `binarize` and says so where it cannot.
 """
 from __future__ import annotations
 
-import warnings
-
 import keras
 
+from tfbin import frameworks
 from tfbin import recipes as recipes_lib
-from tfbin.binarize import Binarized
+from tfbin.binarize import Binarized, resolve_recipe
 from tfbin.keras3 import binary_quantizers, float_graph, weight_clip
 from tfbin.keras3.sharpening import SharpeningScheduler
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense
@@ -89,30 +89,6 @@ class Keras3Recipe:
         return cls.from_config(config)
 
 
-def _resolve_recipe(recipe, epochs, overrides) -> recipes_lib.Recipe:
-    """`binarize`'s recipe argument made a `Recipe`: a name with `epochs` and the overrides."""
-    if isinstance(recipe, str):
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        return recipes_lib.get(recipe, **overrides)
-    return recipes_lib.get(recipe)
-
-
-def _targets(model, recipe) -> list:
-    """The names of the layers `binarize` quantizes; warns about the layers it must leave float."""
-    targets, skipped = float_graph.plan(model, recipe.keep_full_precision)
-    if not targets:
-        raise ValueError(
-            f"Model {model.name!r} has nothing to binarize with recipe {recipe.name!r}: no Conv2D or "
-            f"Dense layer outside those kept full precision {list(recipe.keep_full_precision)}, and "
-            "no binary QuantConv2D/QuantDense layer."
-        )
-    if skipped:
-        warnings.warn("tfbin.keras3.binarize left these layers float: "
-                      + "; ".join(f"{name} ({why})" for name, why in skipped.items()), stacklevel=3)
-    return targets
-
-
 def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **overrides) -> Binarized:
     """Apply a recipe to a float Keras 3 model (Sequential or functional); weights are kept.
 
@@ -145,16 +121,14 @@ def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **
         **overrides: parameters of the named recipe (e.g. `t_min=0.01`).
     """
     float_graph.check_rebuildable(model)
-    if insert_batch_norm not in float_graph.INSERT_MODES:
-        raise ValueError(f"insert_batch_norm must be one of {float_graph.INSERT_MODES}, got {insert_batch_norm!r}.")
-    recipe = _resolve_recipe(recipe, epochs, overrides)
+    frameworks.check_insert_mode(insert_batch_norm)
+    recipe = resolve_recipe(recipe, epochs, overrides)
     keras3_recipe = Keras3Recipe(recipe)
-    targets = _targets(model, recipe)
-    changes = float_graph.Changes()
+    targets = frameworks.targets(float_graph.KERAS3, model, recipe)
+    changes = frameworks.Changes()
     if not any(float_graph.is_binary_layer(l) for l in model.layers):  # a binary model chose its own graph
         changes = float_graph.prepare(model, targets, insert_batch_norm=insert_batch_norm)
-        if changes.lines:
-            warnings.warn("tfbin.keras3.binarize changed the float graph:\n" + "\n".join(f"- {c}" for c in changes.lines), stacklevel=2)
+        frameworks.warn_changes(float_graph.KERAS3, changes.lines, stacklevel=2)  # binarize's caller
     quantize = lambda layer, config: keras3_recipe.quantize(layer, config) if layer.name in targets else None  # noqa: E731
     result = Binarized(float_graph.rebuild(model, changes, quantize), keras3_recipe.callbacks())
     result.changes = changes.lines

@@ -2,7 +2,8 @@
 
 Each soft->hard class is the Keras 3 glue (registration, initializers, how a sharpness weight is
 read) around a mixin of `tfbin.quantizer_forms` (docstring, arguments, soft and hard forms, config)
-and the formulas of `tfbin.formulas`, which the Keras 2 classes of `tfbin.quantizers` share: on the
+and the formulas of `tfbin.formulas`, which the Keras 2 classes of `tfbin.quantizers` share; both
+sets of classes are made from those definitions by `tfbin.frameworks.quantizer_classes`. On the
 same inputs and sharpness values both compute the same numbers. The hard forms are written so that Larq
 Compute Engine fuses them (`sign(x) = tf.sign(tf.sign(x) + 0.1)`, scalar `tf.where`).
 
@@ -14,15 +15,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfbin import formulas
-from tfbin.quantizer_forms import (
-    BoundedRectifierForms,
-    DistributionAwareForms,
-    EDEForms,
-    LibraForms,
-    SelfBinarizingForms,
-    SoftHardForms,
-)
+from tfbin import formulas, frameworks
+from tfbin.quantizer_forms import SoftHardForms
 
 __all__ = [
     "Quantizer",
@@ -122,36 +116,10 @@ class SteSign(Quantizer):
         return {**super().get_config(), "clip_value": self.clip_value}
 
 
-@_register("self_binarizing_sign")
-class SelfBinarizingSign(SelfBinarizingForms, SoftHardQuantizer):
-    __doc__ = SelfBinarizingForms.__doc__
-
-
-@_register("ede_sign")
-class EDESign(EDEForms, SoftHardQuantizer):
-    __doc__ = EDEForms.__doc__
-
-
-@_register("libra_sign")
-class LibraSign(LibraForms, SoftHardQuantizer):
-    __doc__ = LibraForms.__doc__
-
-
-@_register("bounded_rectifier")
-class BoundedRectifier(BoundedRectifierForms, SoftHardQuantizer):
-    __doc__ = BoundedRectifierForms.__doc__
-
-
-@_register("dab_sign")
-class DistributionAwareSign(DistributionAwareForms, SoftHardQuantizer):
-    __doc__ = DistributionAwareForms.__doc__
-
-    def add_split_weights(self, channels: int):
-        threshold = self.add_weight(name="split_threshold", shape=(channels,), initializer="zeros",
-                                    trainable=False, aggregation="only_first_replica")
-        calls = self.add_weight(name="split_calls", shape=(), dtype="int64", initializer="zeros",
-                                trainable=False, aggregation="only_first_replica")
-        return threshold, calls
+# One class per definition of tfbin.quantizer_forms (tfbin.frameworks.QUANTIZERS), as the Keras 2 path's.
+SelfBinarizingSign, EDESign, LibraSign, BoundedRectifier, DistributionAwareSign = frameworks.quantizer_classes(
+    SoftHardQuantizer, _register, __name__, only_first_replica="only_first_replica"
+)
 
 
 _BY_NAME = {
