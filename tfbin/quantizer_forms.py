@@ -9,7 +9,8 @@ The public classes put a mixin before their framework's `SoftHardQuantizer`
 (`tfbin.quantizers.EDESign(EDEForms, SoftHardQuantizer)`, the same in `tfbin.keras3`) and add
 only framework glue: registration, `constant_initializer`, how the sharpness weight of a role is
 returned by `sharpness(role)` (Keras 2: the variable, which callers may `.assign`; Keras 3: its
-value) and how DAB's split weights are made. The mixins read a sharpness value as a TensorFlow
+value) and the aggregation of DAB's split weights (`tfbin.frameworks` builds the classes of both
+paths from one list, `QUANTIZERS`). The mixins read a sharpness value as a TensorFlow
 tensor with `sharpness_value(role)`, which both paths need before it enters a `tf.custom_gradient`.
 
 The lookups of named sharpness values over a list of quantizers (`sharpness_variables`,
