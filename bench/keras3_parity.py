@@ -20,7 +20,7 @@ Keras 3: `tfbin.keras3.convert`) and the agreement of that flatbuffer (LCE's int
 hard Keras model on the test images: raw argmax agreement, and the tie-aware figures of
 `tfbin.export.parity` (a sample is tie-free when every binarized layer's pre-sign input is more
 than 64 eps32 x its largest magnitude from the threshold; on the Keras 3 path the margins are
-read here with the same rule, for inputs quantized by a sign at 0).
+`tfbin.keras3.margins`, the same rule).
 
 The summary per recipe checks #40's targets: |mean hard accuracy, Keras 3 - Keras 2| within the
 Keras 2 path's seed standard deviation; the same op histogram; tie-free agreement 1.000; and the
@@ -61,8 +61,6 @@ DATASET = "fashion_mnist"
 TRAIN_IMAGES = 60_000
 EPOCHS, BATCH, LR = 3, 128, 1e-3
 STEP_TARGET = 1.05  # #40: Keras 3 step time at most this times the Keras 2 one
-# Keras 3 input quantizers whose hard form is a sign at 0 (the margins below read their inputs).
-SIGN_AT_ZERO = (k3.SteSign, k3.EDESign, k3.SelfBinarizingSign)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,23 +144,6 @@ def predictions(model, x):
     return np.asarray(model.predict(x, batch_size=1000, verbose=0))
 
 
-def keras3_margins(model, x, batch_size=128):
-    """`tfbin.export.parity.margins` for a Keras 3 net: per sample, the smallest distance of any
-    binarized layer's pre-sign input to 0 in units of eps32 x that layer's largest magnitude (the
-    model in its hard form: the caller's). None where an input quantizer is not a sign at 0."""
-    layers = [l for l in model.layers if isinstance(l, (k3.QuantConv2D, k3.QuantDense)) and l.input_quantizer is not None]
-    if not layers or not all(isinstance(l.input_quantizer, SIGN_AT_ZERO) for l in layers):
-        return None
-    probe = keras.Model(model.inputs[0], [l.input for l in layers])
-    eps32, result = float(np.finfo(np.float32).eps), np.full(len(x), np.inf)
-    for start in range(0, len(x), batch_size):
-        for value in probe(x[start:start + batch_size], training=False):
-            v = np.asarray(value, np.float64).reshape(len(value), -1)
-            scale = np.maximum(np.abs(v).max(1), np.finfo(np.float32).tiny)
-            result[start:start + len(v)] = np.minimum(result[start:start + len(v)], np.abs(v).min(1) / (eps32 * scale))
-    return result
-
-
 def agreement(flatbuffer, expected, x, y, sample_margins):
     """The flatbuffer in LCE's interpreter (one thread, as tfbin.export's parity check) against the
     hard Keras outputs `expected` on `x`: `tfbin.export.parity`'s figures (tie-aware when
@@ -235,7 +216,7 @@ class Keras3:
     def export(model, x):
         flatbuffer = k3.convert(model)
         with k3.hard(model):
-            return flatbuffer, keras3_margins(model, x)
+            return flatbuffer, k3.margins(model, x)
 
 
 def run(path, recipe, seed, args, test, initial=None):

@@ -1,16 +1,14 @@
-"""Keras-vs-TFLite parity that tells threshold ties from real mismatches.
+"""Keras-vs-TFLite parity that tells threshold ties from real mismatches, for tfbin/larq models.
 
-A binary net's output depends on the sign of every binarized layer's input. TensorFlow and the
-TFLite interpreter compute the float parts (the float first layer, BatchNorm, pooling) with
-different kernels and summation orders (oneDNN on or off, XNNPACK, AVX2 or AVX-512), so a
-pre-sign value within a few float32 rounding units of its threshold can take a different sign
-in each — and in an untrained net one flipped sign can move a saturated softmax a lot. Such a
-sample says nothing about the exporter. For every sample this module measures the **margin**:
-the smallest distance of any binarized layer's pre-sign input to its threshold, in units of
-float32 rounding of that layer's values (`eps32 · max|x|` over the sample's values of that
-layer). A sample whose margins all exceed `TIE_ULPS` is *tie-free*: its binary activations are
-the same in any correct implementation, so Keras and TFLite must agree on it, and a
-disagreement there is an **unexplained mismatch** — an exporter bug, not rounding.
+A binary net's output depends on the sign of every binarized layer's input; a pre-sign value
+within a few float32 rounding units of its threshold can take a different sign in Keras and in
+TFLite, and such a sample says nothing about the exporter. The rule — per sample the **margin**,
+the smallest distance of any binarized layer's pre-sign input to its threshold in units of
+float32 rounding (`eps32 · max|x|` of that layer's values); *tie-free* above `TIE_ULPS`; an
+**unexplained mismatch** is a tie-free sample on which Keras and TFLite disagree — is
+`tfbin.export.ties`', shared with the Keras 3 path (`tfbin.keras3.verify`), and its `parity`
+and `TIE_ULPS` are this module's too. Here: which layers of a Keras 2 model have sign inputs and
+at which thresholds (`margins`).
 """
 from __future__ import annotations
 
@@ -20,15 +18,9 @@ import tensorflow as tf
 from tfbin.introspect import binarized_layers, binary_activation_layers
 from tfbin.layers import ABCLayer
 from tfbin.export.rewrite import RewriteError, input_threshold
+from tfbin.export.ties import TIE_ULPS, parity, probe_margins
 
 __all__ = ["TIE_ULPS", "margins", "parity"]
-
-# Rounding units of a layer's largest value within which a pre-sign value counts as a tie.
-# Summation-order differences of the float layers in front of a sign stay within a few units
-# (the float stem's 3x3 fan-in, BatchNorm folded into multipliers and thresholds); 64 leaves
-# an order of magnitude of headroom and still marks most samples of the tested nets tie-free.
-TIE_ULPS = 64.0
-_EPS32 = float(np.finfo(np.float32).eps)
 
 
 def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -51,41 +43,4 @@ def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.n
     if not layers:
         return np.full(len(x), np.inf)
     probe = tf.keras.Model(model.inputs, [layer.input for layer in layers])
-    result = np.full(len(x), np.inf)
-    for start in range(0, len(x), batch_size):
-        values = probe(x[start : start + batch_size], training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        for value, theta in zip(values, thresholds):
-            v = np.asarray(value, np.float64)
-            thetas = theta if isinstance(theta, list) else [0.0 if theta is None else theta]
-            distance = np.min([np.abs(v - t) for t in thetas], axis=0).reshape(len(v), -1)
-            scale = np.maximum(np.abs(v).reshape(len(v), -1).max(1), np.finfo(np.float32).tiny)
-            result[start : start + len(v)] = np.minimum(result[start : start + len(v)], distance.min(1) / (_EPS32 * scale))
-    return result
-
-
-def parity(expected: np.ndarray, got: np.ndarray, sample_margins: np.ndarray) -> dict:
-    """Compare Keras (`expected`) and TFLite (`got`) outputs, `[samples, ...]`, sample by sample."""
-    n = len(expected)
-    expected, got = expected.reshape(n, -1), got.reshape(n, -1)
-    per_sample = np.abs(expected - got).max(axis=1)
-    tolerance = 1e-3 * max(1.0, float(np.abs(expected).max()))
-    agree = (expected.argmax(1) == got.argmax(1)) & (per_sample <= tolerance)
-    tie_free = sample_margins > TIE_ULPS
-    unexplained = np.flatnonzero(tie_free & ~agree)
-    return {
-        "samples": int(n),
-        "argmax_agreement": float(np.mean(expected.argmax(1) == got.argmax(1))),
-        "max_abs_diff": float(per_sample.max()),
-        "median_abs_diff": float(np.median(per_sample)),
-        "tolerance": tolerance,
-        "within_tolerance": float(np.mean(per_sample <= tolerance)),
-        "tie_ulps": TIE_ULPS,
-        "tie_free_samples": int(tie_free.sum()),
-        "tie_free_fraction": float(tie_free.mean()),
-        "tie_free_agreement": float(agree[tie_free].mean()) if tie_free.any() else None,
-        "unexplained_mismatches": int(unexplained.size),
-        "unexplained_samples": [int(i) for i in unexplained[:10]],
-        "min_margin_ulps": float(sample_margins.min()),
-        "passed": bool(unexplained.size == 0),
-    }
+    return probe_margins(probe, thresholds, x, batch_size)

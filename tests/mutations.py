@@ -187,7 +187,7 @@ MUTATIONS: tuple[Mutation, ...] = (
       "kernel = kernel[None, None]",
       "kernel = kernel[::-1][None, None]",
       ("tests/test_export.py",), "every_recipe_exports and ste"),
-    M("parity_tie_condition_swapped", "export/parity.py",
+    M("parity_tie_condition_swapped", "export/ties.py",
       "parity: samples within TIE_ULPS of a threshold count as tie-free and the others as ties",
       "tie_free = sample_margins > TIE_ULPS",
       "tie_free = sample_margins < TIE_ULPS",

@@ -18,8 +18,11 @@ import pytest
 import tensorflow as tf
 
 import tfbin.keras3 as k3
+from tfbin import mode
 from tfbin import quantizers as Q2
 from tfbin import sharpness
+from tfbin.export import parity
+from tfbin.keras3.quant_layers import export_form
 
 
 def value_and_grad(quantizer, x, sources=()):
@@ -303,12 +306,148 @@ def test_a_keras3_binary_net_becomes_lce_binary_convs_and_agrees_with_keras(rng)
 
     flatbuffer = k3.convert(model)
     ops = k3.op_histogram(flatbuffer)
-    assert ops["LceBconv2d"] == 2 and "CONV_2D" not in ops, ops
+    # Both convs and the Dense (a 1×1 binary conv, as on the Keras 2 path) are binary ops.
+    assert len(k3.binarized_layers(model)) == 3 and ops["LceBconv2d"] == 3, ops
+    assert "CONV_2D" not in ops and "FULLY_CONNECTED" not in ops, ops
 
     interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1)
     tflite = np.asarray(interpreter.predict(x))
     keras_out = model.predict(x, verbose=0)
     np.testing.assert_allclose(tflite.reshape(keras_out.shape), keras_out, atol=1e-4)
+    found = k3.verify(model, flatbuffer, x)
+    assert found["samples"] == 32 and found["tie_free_fraction"] == 1.0 and found["passed"], found
+    assert found["tie_free_agreement"] == 1.0 and found["argmax_agreement"] == 1.0 and found["max_abs_diff"] < 1e-4
+
+
+def randomize_batch_norms(model, rng):
+    """Random BatchNorm statistics and scales (some negative), so that signs see varied inputs."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 2.0, c) * rng.choice([-1, 1], c))
+            layer.beta.assign(rng.normal(0.0, 0.5, c))
+            layer.moving_mean.assign(rng.normal(0.0, 2.0, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 4.0, c))
+
+
+def mixed_binary_net():
+    """A float stem, binarized convs with soft→hard input quantizers and two binarized Dense layers."""
+    conv = dict(padding="same", pad_values=1.0, use_bias=False)
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(8, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        k3.QuantConv2D(16, 3, input_quantizer=k3.EDESign(), kernel_quantizer="libra_sign", **conv),
+        keras.layers.BatchNormalization(),
+        keras.layers.MaxPooling2D(2),
+        k3.QuantConv2D(16, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", **conv),
+        keras.layers.BatchNormalization(),
+        keras.layers.Flatten(),
+        k3.QuantDense(32, input_quantizer="ede_sign", kernel_quantizer="ste_sign", use_bias=False),
+        keras.layers.BatchNormalization(),
+        k3.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", activation="softmax"),
+    ])
+
+
+def test_every_binarized_conv_and_dense_is_an_lce_binary_op_with_tie_aware_parity(rng):
+    model = mixed_binary_net()
+    randomize_batch_norms(model, rng)
+    model.layers[-1].bias.assign(rng.normal(size=10).astype("float32"))
+    x = rng.uniform(size=(200, 8, 8, 3)).astype("float32")
+    flatbuffer = k3.convert(model)
+    ops = k3.op_histogram(flatbuffer)
+    assert ops["LceBconv2d"] == len(k3.binarized_layers(model)) == 4, ops
+    assert ops["CONV_2D"] == 1 and "FULLY_CONNECTED" not in ops, ops  # the float stem only
+    assert all(layer.export_form is None for layer in model.layers if hasattr(layer, "export_form"))
+    for kernel in ("default", "indirect_bgemm"):
+        found = k3.verify(model, flatbuffer, x, kernel=kernel)
+        assert found["passed"] and found["unexplained_mismatches"] == 0 and found["tie_free_agreement"] == 1.0, found
+        assert found["tie_free_fraction"] >= 0.5 and found["lce_kernel"] == kernel, found
+
+
+def test_verify_finds_a_flatbuffer_that_is_not_the_model(rng):
+    model = mixed_binary_net()
+    randomize_batch_norms(model, rng)
+    x = rng.uniform(size=(64, 8, 8, 3)).astype("float32")
+    flatbuffer = k3.convert(model)
+    dense = model.layers[-1]
+    dense.kernel.assign(-dense.kernel)  # the Keras model is no longer what was converted
+    found = k3.verify(model, flatbuffer, x)
+    assert not found["passed"] and found["unexplained_mismatches"] > 0 and found["tie_free_samples"] > 0, found
+
+
+@pytest.mark.parametrize("shape", [(5, 24), (2, 3, 24)])
+def test_the_lce_form_of_a_binarized_dense_is_a_bit_identical_1x1_conv(rng, shape):
+    layer = k3.QuantDense(7, input_quantizer="ste_sign", kernel_quantizer="ste_sign")
+    x = rng.normal(size=shape).astype("float32")
+    layer.build(shape)
+    layer.bias.assign(rng.normal(size=7).astype("float32"))
+    trained = layer(x).numpy()
+    with export_form([layer], "lce"):
+        as_conv = layer(x).numpy()
+    with export_form([layer], "float"):
+        as_float = layer(x).numpy()
+    np.testing.assert_array_equal(as_conv, trained)
+    np.testing.assert_allclose(as_float, x @ layer.kernel.numpy() + layer.bias.numpy(), rtol=1e-5, atol=1e-5)
+    assert layer.export_form is None
+    np.testing.assert_array_equal(layer(x).numpy(), trained)
+
+
+def larq_twin(model3):
+    """The Keras 2 (tf-keras + larq) net of `mixed_binary_net` with its weights."""
+    conv = dict(padding="same", pad_values=1.0, use_bias=False)
+    model2 = tf.keras.Sequential([
+        tf.keras.Input((8, 8, 3)),
+        tf.keras.layers.Conv2D(8, 3, padding="same"),
+        tf.keras.layers.BatchNormalization(),
+        lq.layers.QuantConv2D(16, 3, input_quantizer=Q2.EDESign(), kernel_quantizer=Q2.LibraSign(), **conv),
+        tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.MaxPooling2D(2),
+        lq.layers.QuantConv2D(16, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign", **conv),
+        tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.Flatten(),
+        lq.layers.QuantDense(32, input_quantizer=Q2.EDESign(), kernel_quantizer="ste_sign", use_bias=False),
+        tf.keras.layers.BatchNormalization(),
+        lq.layers.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", activation="softmax"),
+    ])
+    for layer2, layer3 in zip(model2.layers, model3.layers):
+        if isinstance(layer3, keras.layers.BatchNormalization):
+            layer2.set_weights(layer3.get_weights())
+        for name in ("kernel", "bias"):  # not the quantizers' sharpness weights: both have their defaults
+            if getattr(layer3, name, None) is not None:
+                getattr(layer2, name).assign(getattr(layer3, name).numpy())
+    return model2
+
+
+def test_keras3_margins_are_the_keras2_rule_on_the_twin_net(rng):
+    model3 = mixed_binary_net()
+    randomize_batch_norms(model3, rng)
+    model2 = larq_twin(model3)
+    x = rng.uniform(size=(100, 8, 8, 3)).astype("float32")
+    with k3.hard(model3):
+        found3 = k3.margins(model3, x, batch_size=32)
+        out3 = np.asarray(model3(x, training=False))
+    with mode.hard(model2):
+        found2 = parity.margins(model2, x, batch_size=32)
+        out2 = np.asarray(model2(x, training=False))
+    np.testing.assert_allclose(out3, out2, rtol=1e-5, atol=1e-6)  # the premise: the same net
+    np.testing.assert_allclose(found3, found2, rtol=1e-5, atol=1.0)  # float stems: a rounding unit apart at most
+    assert np.array_equal(found3 > parity.TIE_ULPS, found2 > parity.TIE_ULPS)
+    assert 0 < np.mean(found3 > parity.TIE_ULPS) < 1  # both kinds of samples
+
+
+def test_the_size_figures_of_a_keras3_export(rng):
+    model = mixed_binary_net()
+    binary = k3.convert(model)
+    floating = k3.float_flatbuffer(model)
+    ops = k3.op_histogram(floating)
+    assert not any(name.startswith("Lce") for name in ops) and ops["FULLY_CONNECTED"] == 2 and ops["CONV_2D"] == 3, ops
+    binarized = {id(layer.kernel) for layer in k3.binarized_layers(model)}
+    kernels = sum(int(np.prod(w.shape)) for w in model.trainable_weights if id(w) in binarized)
+    others = sum(int(np.prod(w.shape)) for w in model.trainable_weights if id(w) not in binarized)
+    assert kernels == 3 * 3 * 8 * 16 + 3 * 3 * 16 * 16 + 4 * 4 * 16 * 32 + 32 * 10
+    assert k3.one_bit_limit_bytes(model) == int(np.ceil((kernels + 32 * others) / 8))
+    assert len(floating) > 4 * kernels and len(floating) > 3 * len(binary) and len(binary) > k3.one_bit_limit_bytes(model)
 
 
 def test_every_hard_form_is_fused_by_lce():

@@ -18,6 +18,9 @@ import tfbin.keras3 as tb
 from tfbin import schedules
 
 WITHOUT_KERAS2 = importlib.util.find_spec("larq") is None
+# LCE 0.16's Python interpreter (larq_compute_engine.testing.Interpreter, built against NumPy 1)
+# sees every NumPy 2 input as 0 bytes ("Expected N bytes but got 0"); converting works either way.
+LCE_INTERPRETER_READS_NUMPY = np.lib.NumpyVersion(np.__version__) < "2.0.0"
 
 
 def value_and_grad(quantizer, x):
@@ -85,5 +88,20 @@ def test_a_binary_net_trains_sharpens_and_exports_with_every_binary_conv_fused()
     assert all(np.abs(k).max() <= 1.0 for k in kernels)  # weight_clip
     report = tb.recalibrate(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(16), steps=4)
     assert report == {"batch_norms": 3, "steps": 4}
-    histogram = tb.op_histogram(tb.convert(model))
+    flatbuffer = tb.convert(model)
+    histogram = tb.op_histogram(flatbuffer)
     assert histogram["LceBconv2d"] == 2 and histogram["CONV_2D"] == 1
+    # The export's figures need no Keras 2 either: the sizes and the margins of the tie-aware parity.
+    assert len(tb.float_flatbuffer(model)) > len(flatbuffer) > tb.one_bit_limit_bytes(model) > 0
+    with tb.hard(model):
+        margins = tb.margins(model, x)
+    assert margins.shape == (64,) and np.all(margins >= 0) and np.any(margins > 64)
+
+
+@pytest.mark.skipif(not LCE_INTERPRETER_READS_NUMPY, reason="LCE 0.16's interpreter reads NumPy 2 arrays as 0 bytes")
+def test_an_export_verifies_against_lces_interpreter():
+    rng = np.random.default_rng(1)
+    model = small_binary_model()
+    x = rng.uniform(size=(32, 12, 12, 3)).astype(np.float32)
+    found = tb.verify(model, tb.convert(model), x)
+    assert found["passed"] and found["samples"] == 32 and found["unexplained_mismatches"] == 0, found

@@ -287,7 +287,7 @@ def test_recipes_without_a_keras3_version_say_what_is_missing(recipe, overrides,
 
 @pytest.mark.parametrize("functional", [False, True])
 @pytest.mark.parametrize("recipe", ["ste", "irnet"])
-def test_a_keras3_binarized_net_trains_a_step_and_exports_one_binary_conv_per_binarized_conv(functional, recipe):
+def test_a_keras3_binarized_net_trains_a_step_and_exports_one_binary_conv_per_binarized_layer(functional, recipe):
     model, callbacks = quiet(k3.binarize, ordinary_cnn(keras, functional), recipe, epochs=1)
     rng = np.random.default_rng(0)
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -295,11 +295,11 @@ def test_a_keras3_binarized_net_trains_a_step_and_exports_one_binary_conv_per_bi
     model.fit(rng.uniform(size=(8, 28, 28, 1)), rng.integers(0, 10, 8), batch_size=8, epochs=1, callbacks=callbacks, verbose=0)
     assert not np.array_equal(model.get_layer("c2").kernel.numpy(), before)  # one step trained it
     ops = k3.op_histogram(k3.convert(model))
-    binary_convs = [l for l in model.layers if isinstance(l, k3.QuantConv2D)]
-    assert len(binary_convs) == 1 and ops["LceBconv2d"] == 1 and ops["CONV_2D"] == 1, ops  # the float stem stays float
-    # The binary Dense has no binary op of its own in LCE (the Keras 2 exporter rewrites it as a
-    # 1x1 conv; tfbin.keras3.convert does not): its ±1 inputs stay a float FULLY_CONNECTED.
-    assert ops["FULLY_CONNECTED"] == 2, ops
+    binarized = k3.binarized_layers(model)
+    assert [type(l).__name__ for l in binarized] == ["QuantConv2D", "QuantDense"], binarized
+    assert ops["LceBconv2d"] == 2 and ops["CONV_2D"] == 1, ops  # the float stem stays float
+    # The binary Dense is a 1×1 binary conv (as the Keras 2 exporter makes it); the classifier stays float.
+    assert ops["FULLY_CONNECTED"] == 1, ops
 
 
 # ---------------------------------------------------------------------------------------------

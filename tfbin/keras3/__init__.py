@@ -13,7 +13,13 @@ model = keras.Sequential([
 ])
 flatbuffer = tb.convert(model)            # bytes of a .tflite with LceBconv2d ops
 print(tb.op_histogram(flatbuffer))
+print(tb.verify(model, flatbuffer, x_test[:1000]))   # tie-aware parity with LCE's interpreter
 ```
+
+Every binarized `QuantConv2D` and `QuantDense` becomes an `LceBconv2d` (a Dense as a 1×1 binary
+conv, as on the Keras 2 path). `verify` is `tfbin.export.parity`'s tie-aware check (`margins`:
+the same rule); `float_flatbuffer` and `one_bit_limit_bytes` give the sizes the Keras 2 export
+report compares with.
 
 This path needs Keras 3 on its TensorFlow backend and imports neither larq nor tf-keras, so it
 works in a process where TensorFlow was imported with Keras 3; imported first, it leaves `tf.keras`
@@ -54,8 +60,9 @@ from tfbin.keras3 import sharpness_values as sharpness  # noqa: E402  (`tfbin.ke
 from tfbin.keras3.recalibration import recalibrate  # noqa: E402
 from tfbin.keras3.sharpening import SharpeningScheduler  # noqa: E402
 from tfbin.keras3.hard_form import hard, quantizers  # noqa: E402
-from tfbin.keras3.lce_export import convert, op_histogram  # noqa: E402
+from tfbin.keras3.lce_export import convert, float_flatbuffer, op_histogram  # noqa: E402
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense  # noqa: E402
+from tfbin.keras3.verification import binarized_layers, margins, one_bit_limit_bytes, verify  # noqa: E402
 from tfbin.keras3.weight_clip import WeightClip  # noqa: E402
 
 __all__ = [
@@ -79,6 +86,11 @@ __all__ = [
     "Binarized",
     "convert",
     "op_histogram",
+    "float_flatbuffer",
+    "binarized_layers",
+    "margins",
+    "one_bit_limit_bytes",
+    "verify",
 ]
 _WITH_RECIPES = ("binarize", "Binarized")  # from tfbin.keras3.binarization, loaded on first use
 

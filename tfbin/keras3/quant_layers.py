@@ -4,14 +4,54 @@ A larq model ports by changing the import: `input_quantizer`, `kernel_quantizer`
 `kernel_constraint` (`"weight_clip"` included) and `pad_values` mean what they mean in larq, and
 the other arguments are Keras's `Conv2D` / `Dense` ones. Quantizers are objects of
 `tfbin.keras3` (or any callable) or their aliases (`"ste_sign"`, `"ede_sign"`, ...).
+
+While `tfbin.keras3.convert` exports a model, `export_form` switches what the layers compute
+(`FORMS`); training and Keras inference never see it.
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 
 from tfbin.keras3 import binary_quantizers, weight_clip
 
-__all__ = ["QuantConv2D", "QuantDense"]
+__all__ = ["FORMS", "QuantConv2D", "QuantDense", "export_form", "is_binarized"]
+
+# What a quant layer computes (its `export_form`, read when the layer is traced):
+# - None: the layer itself (training, evaluation, `tfbin.keras3.hard`);
+# - "lce": the same numbers in ops LCE fuses: a binarized `QuantDense` computes its product as a
+#   1×1 convolution of `[batch, 1, 1, features]`, which LCE turns into an `LceBconv2d` (it has no
+#   binary dense op; the Keras 2 exporter's rewrite does the same), bit-identical for ±1 inputs
+#   and kernels (integer sums, exact in float32 up to 2^24);
+# - "float": no quantizers and zero padding, the plain Keras layer of the same weights (the float
+#   TFLite model that `tfbin.keras3.float_flatbuffer` converts as the size baseline).
+FORMS = (None, "lce", "float")
+
+
+def is_binarized(layer) -> bool:
+    """A quant layer whose input and kernel quantizers both have precision 1 (the Keras 2 path's
+    `tfbin.introspect.is_binarized`): a layer LCE runs as a binary convolution."""
+    return (isinstance(layer, (QuantConv2D, QuantDense))
+            and getattr(layer.input_quantizer, "precision", None) == 1
+            and getattr(layer.kernel_quantizer, "precision", None) == 1)
+
+
+@contextlib.contextmanager
+def export_form(layers, form):
+    """Inside this block every `QuantConv2D` / `QuantDense` among `layers` computes `form`
+    (`FORMS`) when traced; each gets its own form back on exit."""
+    if form not in FORMS:
+        raise ValueError(f"export_form: form must be one of {FORMS}, got {form!r}")
+    found = [layer for layer in layers if isinstance(layer, (QuantConv2D, QuantDense))]
+    previous = [layer.export_form for layer in found]
+    for layer in found:
+        layer.export_form = form
+    try:
+        yield
+    finally:
+        for layer, was in zip(found, previous):
+            layer.export_form = was
 
 
 def _build_quantizer(quantizer, shape):
@@ -60,6 +100,7 @@ class QuantConv2D(keras.layers.Conv2D):
         self.input_quantizer = binary_quantizers.get(input_quantizer)
         self.kernel_quantizer = binary_quantizers.get(kernel_quantizer)
         self.pad_values = float(pad_values)
+        self.export_form = None  # FORMS; set by `export_form`
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -68,7 +109,7 @@ class QuantConv2D(keras.layers.Conv2D):
 
     def _padded(self, inputs):
         """`(inputs, padding)` for the convolution: explicitly padded with `pad_values` if needed."""
-        if self.padding != "same" or self.pad_values == 0.0:
+        if self.padding != "same" or self.pad_values == 0.0 or self.export_form == "float":
             return inputs, self.padding
         shape = keras.ops.shape(inputs)
         spatial = shape[1:-1] if self.data_format == "channels_last" else shape[2:]
@@ -77,10 +118,11 @@ class QuantConv2D(keras.layers.Conv2D):
         return keras.ops.pad(inputs, widths, constant_values=self.pad_values), "valid"
 
     def call(self, inputs):
-        if self.input_quantizer is not None:
+        quantized = self.export_form != "float"
+        if self.input_quantizer is not None and quantized:
             inputs = self.input_quantizer(inputs)
         inputs, padding = self._padded(inputs)
-        kernel = _quantized(self.kernel_quantizer, self.kernel)
+        kernel = _quantized(self.kernel_quantizer if quantized else None, self.kernel)
         outputs = keras.ops.conv(inputs, kernel, strides=self.strides, padding=padding,
                                  data_format=self.data_format, dilation_rate=self.dilation_rate)
         if self.use_bias:
@@ -118,6 +160,7 @@ class QuantDense(keras.layers.Dense):
                          kernel_constraint=weight_clip.get(kernel_constraint), **kwargs)
         self.input_quantizer = binary_quantizers.get(input_quantizer)
         self.kernel_quantizer = binary_quantizers.get(kernel_quantizer)
+        self.export_form = None  # FORMS; set by `export_form`
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -125,13 +168,27 @@ class QuantDense(keras.layers.Dense):
         _build_quantizer(self.kernel_quantizer, self.kernel.shape)
 
     def call(self, inputs, training=None):
-        if self.input_quantizer is not None:
-            inputs = self.input_quantizer(inputs)
-        kernel = _quantized(self.kernel_quantizer, self.kernel)
-        outputs = keras.ops.matmul(inputs, kernel)
+        if self.export_form == "lce" and is_binarized(self):
+            outputs = self._binary_conv(inputs)
+        elif self.export_form == "float":
+            outputs = keras.ops.matmul(inputs, self.kernel)
+        else:
+            if self.input_quantizer is not None:
+                inputs = self.input_quantizer(inputs)
+            outputs = keras.ops.matmul(inputs, _quantized(self.kernel_quantizer, self.kernel))
         if self.bias is not None:
             outputs = keras.ops.add(outputs, self.bias)
         return outputs if self.activation is None else self.activation(outputs)
+
+    def _binary_conv(self, inputs):
+        """The product as a 1×1 convolution (the "lce" form): `[..., features]` reshaped to
+        `[n, 1, 1, features]` and quantized, the quantized kernel to `[1, 1, features, units]`,
+        the result back to `[..., units]`."""
+        shape = keras.ops.shape(inputs)
+        pixels = keras.ops.reshape(inputs, (-1, 1, 1, shape[-1]))
+        kernel = _quantized(self.kernel_quantizer, self.kernel)
+        outputs = keras.ops.conv(self.input_quantizer(pixels), keras.ops.reshape(kernel, (1, 1, *kernel.shape)), padding="valid")
+        return keras.ops.reshape(outputs, (*shape[:-1], self.units))
 
     def get_config(self):
         return {
