@@ -25,9 +25,11 @@ setup(
     },
     # The Keras 3 path (`tfbin.keras3`) needs only TensorFlow and LCE. Tested: TF 2.19.1 + Keras 3.15
     # (make test) and TF 2.20.0 + Keras 3.15.1 with no Keras 2 installed (make test-keras3).
+    # numpy<2: LCE 0.16's interpreter reads no input under NumPy 2 ("Expected N bytes but got 0").
     install_requires=[
         "tensorflow>=2.16,<2.21",
         "larq-compute-engine==0.16.*",
+        "numpy<2",
     ],
     extras_require={
         # The Keras 2 path (`import tfbin`): larq and larq-zoo (no longer maintained). larq-zoo 2.4
@@ -36,7 +38,6 @@ setup(
         "larq": [
             "tensorflow>=2.16,<2.20",
             "tf-keras>=2.16,<2.20",
-            "numpy<2",
             "larq==0.14.*",
             "larq-zoo==2.4.*",
             "keras-tuner==1.4.*",

@@ -9,8 +9,10 @@ print(report.to_markdown())
 becomes an `LceBconv2d` (binary Dense -> 1x1 binary conv; {0,1} activations -> ±1 with the
 offset in the bias; two-level kernels -> one binary conv with extra all-ones channels; see
 `tfbin.export.rewrite`), converts with LCE, writes the file atomically, then verifies: which LCE
-op each binarized layer became, the op histogram, size against the float TFLite of the same
-architecture and the 1-bit limit, Keras-vs-TFLite parity, and host latency.
+op each binarized layer became, the op histogram, size against the 1-bit limit and tie-aware
+Keras-vs-TFLite parity. That is `verify="quick"`, the default, on a few inputs at a small share of
+the conversion's cost; `verify="full"` also converts the float TFLite of the same architecture
+for the size comparison, measures host latency and checks parity on more inputs.
 """
 import importlib
 

@@ -23,7 +23,7 @@ from tfbin.export.report import ExportReport
 from tfbin.export.rewrite import export_model
 from tfbin.export.thresholds import sign_inputs
 
-__all__ = ["ExportError", "convert", "float_twin"]
+__all__ = ["DEFAULT_SAMPLES", "ExportError", "VERIFY_MODES", "convert", "float_twin"]
 
 
 class ExportError(RuntimeError):
@@ -189,14 +189,25 @@ def _float_weight_rows(model, ops):
     return rows
 
 
+# What `convert(verify=...)` accepts: "quick", the default, and "full", which adds the float twin
+# (size comparison) and host latency and checks parity on more inputs.
+VERIFY_MODES = ("quick", "full")
+# Generated parity inputs when the caller gives neither `sample_inputs` nor `num_samples`. Quick:
+# enough to catch an exporter bug (a wrong sign, kernel or channel order changes the output of
+# every tie-free input) while each input's LCE interpreter run stays a small share of the
+# conversion; full: enough inputs for the tie-free statistics of the report to mean something.
+DEFAULT_SAMPLES = {"quick": 16, "full": 1000}
+
+
 def convert(
     model: tf.keras.Model,
     path: str | os.PathLike | None = None,
     *,
     strict: bool = False,
+    verify: str = "quick",
     sample_inputs=None,
-    num_samples: int = 1000,
-    latency: bool = True,
+    num_samples: int | None = None,
+    latency: bool | None = None,
     latency_repeats: int = 20,
     normalization: str = "float32 as the Keras model's input",
     labels=None,
@@ -208,22 +219,39 @@ def convert(
         path: where to write the `.tflite` (atomically); None keeps it in the report only.
         strict: raise `ExportError` naming the layers when a binarized layer did not become
             `LceBconv2d`, or when parity fails (otherwise a loud warning).
-        sample_inputs: inputs for the parity check (default: `num_samples` uniform [0, 1]
-            inputs of the model's input shape; pass real data where you have it).
-        latency: measure host latency (LCE default and indirect-BGEMM kernels, float TFLite).
+        verify: how much checking follows the conversion (`VERIFY_MODES`). Both modes report
+            the LCE op of each binarized layer and run the tie-aware parity check, with margins
+            for every parity input. `"quick"` (default) keeps the cost a small share of LCE's
+            own conversion: `DEFAULT_SAMPLES["quick"]` generated inputs, the Keras outputs from
+            eager calls (no `predict` function to trace) against LCE's indirect-BGEMM kernel,
+            no float-twin conversion (`float_size_bytes` is None) and no latency unless
+            `latency=True`. `"full"`: `DEFAULT_SAMPLES["full"]` inputs, `predict` against
+            LCE's default kernel, the float TFLite of the same architecture converted for the
+            size comparison, and host latency. Anything else raises `ValueError`.
+        sample_inputs: inputs for the parity check, all of them used in either mode (default:
+            `num_samples` uniform [0, 1] inputs of the model's input shape, `num_samples`
+            defaulting to `DEFAULT_SAMPLES[verify]`; pass real data where you have it).
+        latency: measure host latency (LCE default and indirect-BGEMM kernels, float TFLite);
+            None: only with `verify="full"`. Its float baseline needs the float twin, so
+            `latency=True` converts it (and reports its size) in quick mode too.
         normalization, labels: what a deploying app needs to know, copied into the report.
         report_path: also write the report as JSON there and as Markdown beside it (`.md`).
     """
+    if verify not in VERIFY_MODES:
+        raise ValueError(f"tfbin.export.convert: verify must be one of {', '.join(map(repr, VERIFY_MODES))}; got {verify!r}")
     model = unwrap(model)  # a training model's auxiliary losses are not deployed
     if model.inputs is None or len(model.inputs) != 1:
         raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
     exported, mapping, refused = export_model(model)
-    flatbuffer, float_flatbuffer = _convert_both(model, exported)
+    flatbuffer = _convert_lce(model, exported)
+    measure_latency = verify == "full" if latency is None else bool(latency)
+    # The float twin costs a second conversion, about as long as LCE's: only what needs it converts it.
+    float_flatbuffer = _convert_float(model) if verify == "full" or measure_latency else None
     input_shape = tuple(model.inputs[0].shape[1:])
-    sample_inputs = _sample_inputs(sample_inputs, num_samples, input_shape)
-    parity = _parity(model, flatbuffer, sample_inputs)
+    sample_inputs = _sample_inputs(sample_inputs, DEFAULT_SAMPLES[verify] if num_samples is None else num_samples, input_shape)
+    parity = _parity(model, flatbuffer, sample_inputs, verify)
     with _quiet.conversion():
-        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if latency else None
+        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if measure_latency else None
     ops = flatbuffer_lib.ops(flatbuffer)
     rows = _layer_rows(model, exported, mapping, refused, flatbuffer, ops)
     float_rows = _float_weight_rows(model, ops)
@@ -233,28 +261,32 @@ def convert(
         float_weight_layers=float_rows,
         op_histogram=dict(flatbuffer_lib.histogram(ops)),
         size_bytes=len(flatbuffer),
-        float_size_bytes=len(float_flatbuffer),
+        float_size_bytes=None if float_flatbuffer is None else len(float_flatbuffer),
         one_bit_limit_bytes=_one_bit_limit_bytes(model),
         parity=parity,
         latency=measured,
         deployment=_deployment(input_shape, normalization, labels),
         flatbuffer=flatbuffer,
+        verify=verify,
     )
     report.problems = _problems(rows, float_rows, parity)
     _write(report, flatbuffer, path, report_path, strict)
     return report
 
 
-def _convert_both(model, exported) -> tuple[bytes, bytes]:
-    """The LCE flatbuffer of the hard form (`exported`, the rewritten `model`) and the plain
-    TFLite one of its float twin, the size the report compares with."""
+def _convert_lce(model, exported) -> bytes:
+    """The LCE flatbuffer of the hard form (`exported`, the rewritten `model`)."""
     import larq_compute_engine as lce
 
     with _hard(model), _converting():  # the layers that were not rewritten are shared with `model`
-        flatbuffer = lce.convert_keras_model(exported)
+        return lce.convert_keras_model(exported)
+
+
+def _convert_float(model) -> bytes:
+    """The plain TFLite flatbuffer of `model`'s float twin: the size the report compares with,
+    and the float baseline of the latency measurement."""
     with _converting():
-        float_flatbuffer = tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
-    return flatbuffer, float_flatbuffer
+        return tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
 
 
 def _sample_inputs(sample_inputs, num_samples: int, input_shape: tuple) -> np.ndarray:
@@ -265,16 +297,31 @@ def _sample_inputs(sample_inputs, num_samples: int, input_shape: tuple) -> np.nd
     return np.asarray(sample_inputs, np.float32)
 
 
-def _parity(model, flatbuffer: bytes, sample_inputs: np.ndarray) -> dict:
+def _parity(model, flatbuffer: bytes, sample_inputs: np.ndarray, verify: str) -> dict:
     """The hard Keras model against LCE's interpreter on `sample_inputs` (`compare`)."""
     import larq_compute_engine as lce
 
     with _hard(model):
-        expected = model.predict(sample_inputs, batch_size=256, verbose=0)
+        expected = _keras_outputs(model, sample_inputs, eager=verify == "quick")
         sample_margins = margins(model, sample_inputs)
+    # Quick runs LCE's indirect-BGEMM binary convolution: on x86 hosts it is several times faster
+    # than the default BGEMM kernel, and both compute the same integer popcounts and output
+    # transform (tests/test_export_verify.py checks that their outputs are bitwise equal).
+    kernel = "indirect_bgemm" if verify == "quick" else "default"
     with _quiet.conversion():
-        got = lce.testing.Interpreter(flatbuffer, num_threads=1).predict(sample_inputs)
-    return compare(np.asarray(expected), np.asarray(got), sample_margins)
+        interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=kernel == "indirect_bgemm")
+        got = interpreter.predict(sample_inputs)
+    return {**compare(np.asarray(expected), np.asarray(got), sample_margins), "lce_kernel": kernel}
+
+
+def _keras_outputs(model, x: np.ndarray, eager: bool, batch_size: int = 256) -> np.ndarray:
+    """The model's outputs on `x`: `predict` (a traced function), or eager calls. Tracing
+    `predict` costs more than the forward pass of a few inputs, and `margins` reads its pre-sign
+    values from eager calls too; the two agree to float32 rounding (graph rewrites may reorder
+    a sum), far inside `compare`'s tolerance."""
+    if not eager:
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    return np.concatenate([np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)])
 
 
 def _layer_rows(model, exported, mapping, refused, flatbuffer: bytes, ops) -> list[dict]:

@@ -14,7 +14,8 @@ class ExportReport:
     layers: list
     op_histogram: dict
     size_bytes: int
-    float_size_bytes: int
+    # The float twin's TFLite size; None when it was not converted (verify="quick" without latency).
+    float_size_bytes: int | None
     one_bit_limit_bytes: int
     parity: dict
     latency: dict | None
@@ -23,6 +24,8 @@ class ExportReport:
     # Layers with binary inputs and float weights: `{layer, type, ops, reason}` (they run as float).
     float_weight_layers: list = dataclasses.field(default_factory=list)
     flatbuffer: bytes = dataclasses.field(default=b"", repr=False)
+    # Which verification ran: "quick" or "full" (`tfbin.export.convert`'s `verify`).
+    verify: str | None = None
 
     @property
     def all_binary(self) -> bool:
@@ -32,7 +35,7 @@ class ExportReport:
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("flatbuffer")
-        data["size_vs_float"] = self.size_bytes / max(1, self.float_size_bytes)
+        data["size_vs_float"] = None if self.float_size_bytes is None else self.size_bytes / max(1, self.float_size_bytes)
         data["size_vs_one_bit_limit"] = self.size_bytes / max(1, self.one_bit_limit_bytes)
         data["all_binary"] = self.all_binary
         return data
@@ -45,6 +48,7 @@ class ExportReport:
         lines = [f"# Export report: {self.path or '(in memory)'}", ""]
         binary = sum(r["lce_op"] == "LceBconv2d" for r in self.layers)
         lines += [f"**{binary} of {len(self.layers)} binarized layers run as LCE binary ops.**", ""]
+        lines += [self._verification_line(), ""]
         lines += ["| layer | type | LCE op | why not binary | BN → sign of its input |", "|---|---|---|---|---|"]
         lines += [
             f"| {r['layer']} | {r['type']} | {r['lce_op'] or 'float'}{' ×' + str(r['bconv_count']) if r.get('bconv_count', 1) > 1 else ''} | {r['reason'] or ''} | "
@@ -64,7 +68,9 @@ class ExportReport:
         lines += ["", "## Size", "", "| file | bytes | ratio |", "|---|---|---|"]
         lines += [
             f"| this model | {self.size_bytes:,} | 1 |",
-            f"| float TFLite, same architecture | {self.float_size_bytes:,} | {self.float_size_bytes / max(1, self.size_bytes):.2f}× larger |",
+            f"| float TFLite, same architecture | {self.float_size_bytes:,} | {self.float_size_bytes / max(1, self.size_bytes):.2f}× larger |"
+            if self.float_size_bytes is not None else
+            '| float TFLite, same architecture | not converted (quick verification; `verify="full"` converts it) | — |',
             f"| 1-bit limit (binarized kernels at 1 bit, other trainable weights at 32) | {self.one_bit_limit_bytes:,} | this model is {d['size_vs_one_bit_limit']:.2f}× the limit |",
         ]
         p = self.parity
@@ -105,6 +111,20 @@ class ExportReport:
         if self.problems:
             lines += ["", "## Problems", ""] + [f"- {problem}" for problem in self.problems]
         return "\n".join(lines) + "\n"
+
+    def _verification_line(self) -> str:
+        """What was checked: the mode, the parity inputs, and what a quick verification left out."""
+        line = f"Verification: **{self.verify or 'unknown'}**, parity on {self.parity['samples']} inputs"
+        if self.parity.get("lce_kernel"):
+            kernel = {"indirect_bgemm": "indirect-BGEMM", "default": "default BGEMM"}.get(self.parity["lce_kernel"], self.parity["lce_kernel"])
+            line += f" (LCE's {kernel} kernel)"
+        left_out = [what for what, done in (("the float TFLite size", self.float_size_bytes is not None),
+                                            ("host latency", self.latency is not None)) if not done]
+        if left_out:
+            line += f"; not measured: {' and '.join(left_out)}"
+            if self.verify == "quick":
+                line += ' (`verify="full"`, `tfbin export --verify full`, measures them)'
+        return line + "."
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the JSON report to `path` and the Markdown one beside it (`.md`), atomically."""

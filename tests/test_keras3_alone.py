@@ -18,10 +18,6 @@ import tfbin.keras3 as tb
 from tfbin import schedules
 
 WITHOUT_KERAS2 = importlib.util.find_spec("larq") is None
-# LCE 0.16's Python interpreter (larq_compute_engine.testing.Interpreter, built against NumPy 1)
-# sees every NumPy 2 input as 0 bytes ("Expected N bytes but got 0"); converting works either way.
-LCE_INTERPRETER_READS_NUMPY = np.lib.NumpyVersion(np.__version__) < "2.0.0"
-
 
 def value_and_grad(quantizer, x):
     x = tf.convert_to_tensor(x, tf.float32)
@@ -98,7 +94,6 @@ def test_a_binary_net_trains_sharpens_and_exports_with_every_binary_conv_fused()
     assert margins.shape == (64,) and np.all(margins >= 0) and np.any(margins > 64)
 
 
-@pytest.mark.skipif(not LCE_INTERPRETER_READS_NUMPY, reason="LCE 0.16's interpreter reads NumPy 2 arrays as 0 bytes")
 def test_an_export_verifies_against_lces_interpreter():
     rng = np.random.default_rng(1)
     model = small_binary_model()

@@ -2,7 +2,7 @@
 
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir PATH [--skip-bad-images]]
                                                                 prepare datasets (offline-first)
-    tfbin export MODEL -o OUT.tflite [--strict] [--report PATH] [--unsafe]
+    tfbin export MODEL -o OUT.tflite [--strict] [--verify quick|full] [--report PATH] [--unsafe]
                                                                 convert and verify with LCE
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
                 [--train-samples N|all] [--test-samples N|all] [--no-augment] [--out DIR] [--resume]
@@ -120,13 +120,16 @@ def _cmd_export(args) -> int:
     model = _load_model(args.model, safe_mode=not args.unsafe)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = export.convert(model, args.output, strict=args.strict, latency=not args.no_latency, report_path=report_path)
+        # Latency: what --verify decides (full measures it, quick does not), unless --no-latency.
+        report = export.convert(model, args.output, strict=args.strict, verify=args.verify,
+                                latency=False if args.no_latency else None, report_path=report_path)
     for warning in caught:  # one line each, said by the command (not a Python source location)
         print(f"tfbin export: warning: {str(warning.message).strip()}", file=sys.stderr)
     binary = sum(r["lce_op"] == "LceBconv2d" for r in report.layers)
     print(
         f"{args.output}: {report.size_bytes:,} bytes, {binary}/{len(report.layers)} binarized layers as LceBconv2d, "
-        f"argmax agreement {report.parity['argmax_agreement']:.4f}; report {report_path}"
+        f"argmax agreement {report.parity['argmax_agreement']:.4f} on {report.parity['samples']} inputs "
+        f"({args.verify} verification); report {report_path}"
     )
     if not report.all_binary:
         print(f"tfbin export: warning: {args.output} is NOT a fully binary model (see {report_path}); "
@@ -230,7 +233,13 @@ def _export_verb(verb) -> None:
     p.add_argument("--report", default=None,
                    help="where to write the JSON report, and the Markdown one beside it "
                         "(default: beside OUTPUT, OUTPUT without .tflite + .report.json)")
-    p.add_argument("--no-latency", action="store_true", help="skip the host latency measurement")
+    p.add_argument("--verify", choices=("quick", "full"), default="quick",
+                   help="how much to check after converting. quick: each binarized layer's LCE op and tie-aware "
+                        "Keras-vs-TFLite parity on 16 generated inputs, a small share of the conversion's own time; "
+                        "full: parity on 1000 inputs, the float TFLite of the same architecture converted for the "
+                        "size comparison (a second conversion), and host latency")
+    p.add_argument("--no-latency", action="store_true",
+                   help="skip the host latency measurement (which only --verify full makes)")
     p.add_argument("--unsafe", action="store_true",
                    help="load a model file that holds Lambda layers (their stored code runs on load): only for files you trust")
     p.set_defaults(run=_cmd_export)

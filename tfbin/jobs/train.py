@@ -580,8 +580,9 @@ def ship(run: Run, fitted: Fitted, print_fn=None) -> dict:
     # Test images preprocessed as in evaluation: the parity check feeds what the model saw.
     x_sample = np.concatenate([x.numpy() for x, _ in data.test.batch(500).take(2)])
     tflite_path = os.path.join(out, "model.tflite")
+    # The full verification (float-twin size, host latency): the run's record, a small share of its time.
     export_report = export.convert(
-        deployed, tflite_path, sample_inputs=x_sample, labels=data.class_names,
+        deployed, tflite_path, verify="full", sample_inputs=x_sample, labels=data.class_names,
         normalization=_input_description(data), report_path=os.path.join(out, "model.report.json"),
     )
     with open(tflite_path, "rb") as f:
