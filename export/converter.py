@@ -4,83 +4,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import statistics
-import time
-import warnings
 
-import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _graph, _io, _quiet, mode, sharpness
+from tfbin import _graph, _quiet, mode, sharpness
+from tfbin.families import family_of
 from tfbin.introspect import binarized_layers, binary_activation_layers
-from tfbin.blrnet import BLRConv2D, BLRDense
-from tfbin.layers import ABCConv2D, ABCDense
 from tfbin.auxiliary import unwrap
-from tfbin.export import flatbuffer as flatbuffer_lib
+from tfbin.export import flatbuffer as flatbuffer_lib, keras3_convert, measure
 from tfbin.export.parity import margins, parity as compare
-from tfbin.export.report import ExportReport
+from tfbin.export.report import ExportError, ExportReport, deployment, find_problems, write_export
 from tfbin.export.rewrite import export_model
 from tfbin.export.thresholds import sign_inputs
 
 __all__ = ["DEFAULT_SAMPLES", "ExportError", "VERIFY_MODES", "convert", "float_twin"]
 
 
-class ExportError(RuntimeError):
-    """Strict export failed: a binarized layer did not become a binary op, or parity failed."""
-
-
 def float_twin(model: tf.keras.Model) -> tf.keras.Model:
     """The same architecture with every larq layer as its plain Keras layer (no quantizers)."""
-    plain = {
-        lq.layers.QuantConv2D: tf.keras.layers.Conv2D,
-        lq.layers.QuantDense: tf.keras.layers.Dense,
-        lq.layers.QuantDepthwiseConv2D: tf.keras.layers.DepthwiseConv2D,
-    }
-    larq_keys = {"input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics"}
-
-    plain.update({ABCConv2D: tf.keras.layers.Conv2D, ABCDense: tf.keras.layers.Dense})
-    larq_keys |= {"weight_bases", "activation_bases", "threshold_spread"}
-    plain.update({BLRConv2D: tf.keras.layers.Conv2D, BLRDense: tf.keras.layers.Dense})
-    larq_keys |= {"binary_inputs", "logit_scale"}
-
-    def replace(layer):
-        cls = plain.get(type(layer))
-        if cls is None:
-            return None
-        return cls(**{k: v for k, v in layer.get_config().items() if k not in larq_keys})
-
-    return _graph.rebuild(model, replace, share=True)
+    return _graph.rebuild(model, lambda layer: family_of(layer).float_layer(layer), share=True)
 
 
 def _hard(model):
     return mode.hard(model) if sharpness.quantizers(model) else contextlib.nullcontext()
-
-
-def _median_ms(run, repeats):
-    run()  # warm-up: first invocation allocates and packs weights
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1e3)
-    return round(statistics.median(times), 3)
-
-
-def _float_interpreter(flatbuffer: bytes):
-    """The stock TFLite interpreter for the float baseline: LiteRT's when installed, else
-    `tf.lite.Interpreter`, whose deprecation warning (it points to LiteRT, an extra package
-    tfbin does not require) is dropped here and nowhere else."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated", category=UserWarning)
-            interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=1)
-    else:
-        interpreter = Interpreter(model_content=flatbuffer, num_threads=1)
-    interpreter.allocate_tensors()
-    return interpreter
 
 
 class _NotCompiledNote(logging.Filter):
@@ -105,36 +52,14 @@ def _converting():
         tf.get_logger().removeFilter(note)
 
 
-def _latency(flatbuffer, float_flatbuffer, x1, repeats):
-    import larq_compute_engine as lce
-
-    default = lce.testing.Interpreter(flatbuffer, num_threads=1)
-    indirect = lce.testing.Interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True)
-    float_interp = _float_interpreter(float_flatbuffer)
-    index = float_interp.get_input_details()[0]["index"]
-
-    def run_float():
-        float_interp.set_tensor(index, x1)
-        float_interp.invoke()
-
-    return {
-        "lce_default_ms": _median_ms(lambda: default.predict(x1), repeats),
-        "lce_indirect_bgemm_ms": _median_ms(lambda: indirect.predict(x1), repeats),
-        "float_tflite_ms": _median_ms(run_float, repeats),
-        "repeats": repeats,
-        "note": "x86 host, 1 thread, batch 1, median; LCE's optimized ARM kernels are not used "
-        "here, so these figures do not stand for a phone or a Raspberry Pi.",
-    }
-
-
 def _one_bit_limit_bytes(model) -> int:
     """Binarized kernels at 1 bit, every other trainable weight at its stored 32 bits.
 
     Non-trainable weights (BatchNorm statistics, sharpness values) are left out: at inference
     they fold into the trainable ones' multipliers and biases.
     """
-    # An ABC-Net layer deploys M binary weight bases: M bits per latent weight.
-    binary_kernels = {id(layer.kernel): getattr(layer, "weight_bases", 1) for layer in binarized_layers(model)}
+    # Bits per latent weight: the family's (an ABC-Net layer deploys M binary weight bases: M bits).
+    binary_kernels = {id(layer.kernel): family_of(layer).kernel_bits(layer) for layer in binarized_layers(model)}
     bits = 0
     for weight in model.trainable_weights:
         count = int(np.prod(weight.shape))
@@ -162,9 +87,9 @@ def _map_layers(model, mapping, refused, ops):
             row["bconv_count"] = sum(
                 1 for name, tensors in ops if name == "LceBconv2d" and tensors and f"/{export_name}/" in tensors[0]
             )
-            expected = getattr(layer, "weight_bases", 1) * getattr(layer, "activation_bases", 1)
+            expected = family_of(layer).binary_convolutions(layer)
             if "LceBconv2d" in produced and row["bconv_count"] != expected:
-                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (M·N binary convolutions)"
+                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (its layer family's binary convolutions)"
             elif "LceBconv2d" in produced:
                 row["lce_op"] = "LceBconv2d"
             else:
@@ -239,6 +164,12 @@ def convert(
     """
     if verify not in VERIFY_MODES:
         raise ValueError(f"tfbin.export.convert: verify must be one of {', '.join(map(repr, VERIFY_MODES))}; got {verify!r}")
+    if keras3_convert.is_keras3_model(model):  # tfbin.keras3's layers: Keras 3's conversion, the same report
+        return keras3_convert.convert(
+            model, path, strict=strict, verify=verify, sample_inputs=sample_inputs,
+            num_samples=DEFAULT_SAMPLES[verify] if num_samples is None else num_samples, latency=latency,
+            latency_repeats=latency_repeats, normalization=normalization, labels=labels, report_path=report_path,
+        )
     model = unwrap(model)  # a training model's auxiliary losses are not deployed
     if model.inputs is None or len(model.inputs) != 1:
         raise ValueError("tfbin.export.convert needs a built model with exactly one input.")
@@ -248,10 +179,10 @@ def convert(
     # The float twin costs a second conversion, about as long as LCE's: only what needs it converts it.
     float_flatbuffer = _convert_float(model) if verify == "full" or measure_latency else None
     input_shape = tuple(model.inputs[0].shape[1:])
-    sample_inputs = _sample_inputs(sample_inputs, DEFAULT_SAMPLES[verify] if num_samples is None else num_samples, input_shape)
+    sample_inputs = measure.sample_inputs(sample_inputs, DEFAULT_SAMPLES[verify] if num_samples is None else num_samples, input_shape)
     parity = _parity(model, flatbuffer, sample_inputs, verify)
     with _quiet.conversion():
-        measured = _latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if measure_latency else None
+        measured = measure.latency(flatbuffer, float_flatbuffer, sample_inputs[:1], latency_repeats) if measure_latency else None
     ops = flatbuffer_lib.ops(flatbuffer)
     rows = _layer_rows(model, exported, mapping, refused, flatbuffer, ops)
     float_rows = _float_weight_rows(model, ops)
@@ -265,12 +196,12 @@ def convert(
         one_bit_limit_bytes=_one_bit_limit_bytes(model),
         parity=parity,
         latency=measured,
-        deployment=_deployment(input_shape, normalization, labels),
+        deployment=deployment(input_shape, normalization, labels),
         flatbuffer=flatbuffer,
         verify=verify,
     )
-    report.problems = _problems(rows, float_rows, parity)
-    _write(report, flatbuffer, path, report_path, strict)
+    report.problems = find_problems(rows, float_rows, parity)
+    write_export(report, flatbuffer, path, report_path, strict)
     return report
 
 
@@ -287,14 +218,6 @@ def _convert_float(model) -> bytes:
     and the float baseline of the latency measurement."""
     with _converting():
         return tf.lite.TFLiteConverter.from_keras_model(float_twin(model)).convert()
-
-
-def _sample_inputs(sample_inputs, num_samples: int, input_shape: tuple) -> np.ndarray:
-    """The parity check's inputs: those given, else `num_samples` uniform [0, 1] ones."""
-    if sample_inputs is None:
-        rng = np.random.default_rng(0)
-        sample_inputs = rng.uniform(0.0, 1.0, size=(num_samples, *input_shape)).astype(np.float32)
-    return np.asarray(sample_inputs, np.float32)
 
 
 def _parity(model, flatbuffer: bytes, sample_inputs: np.ndarray, verify: str) -> dict:
@@ -338,49 +261,3 @@ def _layer_rows(model, exported, mapping, refused, flatbuffer: bytes, ops) -> li
         sign = signs.get(row["layer"], {})
         row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")
     return rows
-
-
-def _deployment(input_shape: tuple, normalization: str, labels) -> dict:
-    """What an app that runs the `.tflite` needs to know."""
-    return {
-        "input_shape": [1, *input_shape],
-        "input_dtype": "float32",
-        "normalization": normalization,
-        "labels": list(labels) if labels is not None else None,
-        "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
-    }
-
-
-def _problems(rows, float_rows, parity) -> list[str]:
-    """Why the `.tflite` is not the binary net it should be (empty when it is)."""
-    problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
-    if not rows and float_rows:
-        problems.append(
-            f"the model has no binarized layer: its {len(float_rows)} binary-activation layer(s) have float weights, "
-            "for which LCE has no binary op, so they run as float ops (no binary speed-up)"
-        )
-    elif not rows:
-        problems.append("the model has no binarized layer: this is a float model, not a binary net (wrong checkpoint?)")
-    if not parity["passed"]:
-        problems.append(
-            f"parity failed: {parity['unexplained_mismatches']} of {parity['tie_free_samples']} tie-free samples "
-            f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
-        )
-    return problems
-
-
-def _write(report: ExportReport, flatbuffer: bytes, path, report_path, strict: bool) -> None:
-    """Write the `.tflite` and the report, or (strict, with problems) only the report and raise."""
-    problems = report.problems
-    if problems and strict:
-        # The report says why; the .tflite is not written (strict means: no file unless binary).
-        if report_path is not None:
-            report.write(report_path)
-        where = f" (report: {os.fspath(report_path)})" if report_path is not None else ""
-        raise ExportError("tfbin.export (strict): " + "; ".join(problems) + where)
-    if problems:
-        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=3)  # convert's caller
-    if path is not None:
-        _io.write_bytes_atomic(path, flatbuffer)
-    if report_path is not None:
-        report.write(report_path)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import collections
 
 import flatbuffers
+import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
-__all__ = ["ops", "main_graph", "op_histogram", "histogram", "without_names"]
+__all__ = ["ops", "main_graph", "op_histogram", "histogram", "without_names", "bconv_filters"]
 
 
 def _model(flatbuffer: bytes):
@@ -70,3 +71,24 @@ def without_names(flatbuffer: bytes) -> bytes:
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder))
     return bytes(builder.Output())
+
+
+def bconv_filters(flatbuffer: bytes) -> list:
+    """Each `LceBconv2d`'s filter, over all subgraphs in op order, as stored: LCE's bitpacked
+    int32 array `[out, kh, kw, ceil(in / 32)]` whose bit `c % 32` (from the least significant) of
+    word `c // 32` is set where the weight of input channel `c` is −1; None for a filter that is
+    not a constant of the file. Read without unpacking the rest of the model."""
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    dtypes = {schema.TensorType.INT32: np.dtype("<i4"), schema.TensorType.FLOAT32: np.dtype("<f4")}  # TFLite: little-endian
+    found = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            if model.OperatorCodes(op.OpcodeIndex()).CustomCode() != b"LceBconv2d":
+                continue
+            tensor = graph.Tensors(op.Inputs(1))
+            data = model.Buffers(tensor.Buffer()).DataAsNumpy()
+            constant = not isinstance(data, int) and tensor.Type() in dtypes  # DataAsNumpy: 0 when empty
+            found.append(np.frombuffer(data.tobytes(), dtypes[tensor.Type()]).reshape(tensor.ShapeAsNumpy()) if constant else None)
+    return found

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfbin.families import family_of
 from tfbin.introspect import binarized_layers, binary_activation_layers
-from tfbin.layers import ABCLayer
-from tfbin.export.rewrite import RewriteError, input_threshold
+from tfbin.layer_family import RewriteError
 from tfbin.export.ties import TIE_ULPS, parity, probe_margins
 
 __all__ = ["TIE_ULPS", "margins", "parity"]
@@ -26,17 +26,13 @@ __all__ = ["TIE_ULPS", "margins", "parity"]
 def margins(model: tf.keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Per sample: min over binarized layers (and binary-activation layers with float weights,
     whose input signs decide their output just the same) and their input values of
-    `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold, 0 except for {0,1} rectifiers;
-    the nearest of an ABC-Net layer's N thresholds `0.5 − v_n`),
+    `|x − θ| / (eps32 · max|x|)` (θ: the sign's threshold as the layer's family gives it —
+    0 except for {0,1} rectifiers; the nearest of an ABC-Net layer's N thresholds `0.5 − v_n`),
     computed with the model in its hard form (the caller's responsibility)."""
     layers, thresholds = [], []
     for layer in binarized_layers(model) + binary_activation_layers(model):
-        if isinstance(layer, ABCLayer):  # N thresholds: A_n = sign(x + (v_n − 0.5))
-            thresholds.append([-(v - np.float32(0.5)) for v in layer.shifts.numpy()])
-            layers.append(layer)
-            continue
         try:
-            thresholds.append(input_threshold(layer)[0])
+            thresholds.append(family_of(layer).input_thresholds(layer))
         except RewriteError:
             continue  # no binary op for it: Keras' own ops run it in the converted model too
         layers.append(layer)

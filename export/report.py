@@ -1,11 +1,20 @@
-"""The verification report of an export, as JSON (for tools) and Markdown (for people)."""
+"""The verification report of an export, as JSON (for tools) and Markdown (for people), and what
+both exporters (`tfbin.export.converter` for Keras 2, `tfbin.export.keras3_convert` for Keras 3)
+do with it: its problems, the strict rule and the atomic writing (`write_export`)."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import warnings
 
 from tfbin import _io
+
+__all__ = ["ExportError", "ExportReport", "deployment", "find_problems", "write_export"]
+
+
+class ExportError(RuntimeError):
+    """Strict export failed: a binarized layer did not become a binary op, or parity failed."""
 
 
 @dataclasses.dataclass
@@ -131,3 +140,53 @@ class ExportReport:
         path = os.fspath(path)
         _io.write_text_atomic(path, self.to_json())
         _io.write_text_atomic(os.path.splitext(path)[0] + ".md", self.to_markdown())
+
+
+def deployment(input_shape: tuple, normalization: str, labels) -> dict:
+    """What an app that runs the `.tflite` needs to know."""
+    return {
+        "input_shape": [1, *input_shape],
+        "input_dtype": "float32",
+        "normalization": normalization,
+        "labels": list(labels) if labels is not None else None,
+        "op_resolver": "register LCE's ops: compute_engine::tflite::RegisterLCECustomOps(&resolver)",
+    }
+
+
+def find_problems(rows, float_rows, parity) -> list[str]:
+    """Why the `.tflite` is not the binary net it should be (empty when it is): the report's
+    `problems` from its layer rows, its float-weight rows and its parity."""
+    problems = [f"layer {r['layer']!r} stayed float: {r['reason']}" for r in rows if r["lce_op"] != "LceBconv2d"]
+    if not rows and float_rows:
+        problems.append(
+            f"the model has no binarized layer: its {len(float_rows)} binary-activation layer(s) have float weights, "
+            "for which LCE has no binary op, so they run as float ops (no binary speed-up)"
+        )
+    elif not rows:
+        problems.append("the model has no binarized layer: this is a float model, not a binary net (wrong checkpoint?)")
+    if not parity["passed"]:
+        problems.append(
+            f"parity failed: {parity['unexplained_mismatches']} of {parity['tie_free_samples']} tie-free samples "
+            f"disagree (first: {parity['unexplained_samples']}); no sign there is within rounding of its threshold"
+        )
+    return problems
+
+
+def write_export(report: ExportReport, flatbuffer: bytes, path, report_path, strict: bool, stacklevel: int = 3) -> None:
+    """Write the `.tflite` to `path` and the report to `report_path` (each atomically; None: not
+    written), or, strict with problems, only the report and raise `ExportError`. Problems without
+    `strict` are one warning; its `stacklevel` (`warnings.warn`'s, counted from here) names the
+    caller of `tfbin.export.convert`: 3 when `convert` calls this, one more per frame between."""
+    problems = report.problems
+    if problems and strict:
+        # The report says why; the .tflite is not written (strict means: no file unless binary).
+        if report_path is not None:
+            report.write(report_path)
+        where = f" (report: {os.fspath(report_path)})" if report_path is not None else ""
+        raise ExportError("tfbin.export (strict): " + "; ".join(problems) + where)
+    if problems:
+        warnings.warn("tfbin.export: " + "; ".join(problems), stacklevel=stacklevel)
+    if path is not None:
+        _io.write_bytes_atomic(path, flatbuffer)
+    if report_path is not None:
+        report.write(report_path)

@@ -8,10 +8,9 @@ from typing import NamedTuple
 import larq as lq
 import tensorflow as tf
 
-from tfbin import _graph, _quiet, frameworks
+from tfbin import _graph, _quiet, families, frameworks
 from tfbin import recipes as recipes_lib
 from tfbin.introspect import precision
-from tfbin.layers import LAYER_TYPES, from_float
 
 __all__ = ["Binarized", "binarize"]
 
@@ -146,20 +145,20 @@ def _normalize_output(entry, sequential):
     return added
 
 
+def _family(recipe):
+    """The layer family whose layers `recipe` puts in place of Conv2D/Dense (larq's by default)."""
+    return families.DEFAULT if recipe.layer_type is None else families.get(recipe.layer_type)
+
+
 def _quantized(layer, recipe):
-    config = layer.get_config()
-    if recipe.layer_type is not None:
-        config["kernel_constraint"] = recipe.make_kernel_constraint()
-        return from_float(recipe.layer_type, config, isinstance(layer, tf.keras.layers.Dense), **recipe.layer_config)
-    cls = lq.layers.QuantDense if isinstance(layer, tf.keras.layers.Dense) else lq.layers.QuantConv2D
-    config.update(
-        input_quantizer=recipe.make_input_quantizer(),
-        kernel_quantizer=recipe.make_kernel_quantizer(),
-        kernel_constraint=recipe.make_kernel_constraint(),
-    )
-    if cls is lq.layers.QuantConv2D and config.get("padding") == "same":
-        config["pad_values"] = 1.0  # binary 'same' padding: LCE's fast path, and exact at borders
-    return cls(**config)
+    """`layer`'s binarized replacement: a layer of the recipe's family, from `layer`'s config with
+    the recipe's kernel constraint and its quantizers (larq's family) or layer arguments."""
+    config = {**layer.get_config(), "kernel_constraint": recipe.make_kernel_constraint()}
+    if recipe.layer_type is None:
+        arguments = {"input_quantizer": recipe.make_input_quantizer(), "kernel_quantizer": recipe.make_kernel_quantizer()}
+    else:
+        arguments = recipe.layer_config
+    return _family(recipe).from_float(config, isinstance(layer, tf.keras.layers.Dense), **arguments)
 
 
 def binarize(model: tf.keras.Model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **overrides) -> Binarized:
@@ -248,7 +247,7 @@ def resolve_recipe(recipe, epochs, overrides):
 def _prepare_float_graph(model, recipe, targets, insert_batch_norm):
     """The float model with the activations and BatchNormalizations `binarize` changes (its
     docstring), and the list of those changes, also issued as one warning."""
-    scaled = recipe.layer_type is not None and getattr(LAYER_TYPES[recipe.layer_type][0], "float_scaled_output", False)
+    scaled = _family(recipe).float_scaled_output
     model, changes = _prepare_float_model(model, set(targets), normalize_outputs=not scaled, insert_batch_norm=insert_batch_norm)
     frameworks.warn_changes(KERAS2, changes, stacklevel=3)  # binarize's caller
     return model, changes
@@ -260,6 +259,6 @@ def _quantize(model, recipe, targets):
     with quiet:
         new_model = _graph.rebuild(model, lambda layer: _quantized(layer, recipe) if layer.name in targets else None)
         for layer in new_model.layers:
-            if layer.name in targets and hasattr(layer, "from_float_kernel"):
-                layer.from_float_kernel()  # the copied float kernel -> the layer's own parameters (BLRNet's logits)
+            if layer.name in targets:
+                families.family_of(layer).adopt_float_weights(layer)  # e.g. BLRNet's float kernel -> logits
     return new_model

@@ -60,21 +60,22 @@ activations, which `tfbin.export` lowers to `LceBconv2d` like any recipe. The pa
 BN statistics on the deterministic net (§2.4): run `tfbin.recalibrate(model, data)` first.
 `ensemble_predict` averages nets whose weights are sampled from \(q(w)\) (the paper's anytime
 ensemble, "PBNet-x").
+
+**Where things live.** This module gives every name of the method: the layers, their initializer
+and their layer family are `tfbin.blrnet_layers`', the quantizers `RelaxedSign` and `WeightMode`
+`tfbin.quantizers`'; `stochastic_batch_norm` and `ensemble_predict` are this module's own.
 """
 from __future__ import annotations
 
-import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from tfbin import _quiet
-from tfbin._registry import serializable
 from tfbin.auxiliary import unwrap
 from tfbin.batchnorm import recalibrate
+from tfbin.blrnet_layers import LOGIT_SCALE, TRANSFER_CLIP, BLRConv2D, BLRDense, BLRLayer, LogitUniform
 from tfbin.introspect import all_layers
-from tfbin.layers import LAYER_TYPES
 from tfbin.mode import hard
-from tfbin.quantizers import SoftHardQuantizer, register as _register_quantizer
+from tfbin.quantizers import RelaxedSign, WeightMode
 
 __all__ = [
     "RelaxedSign",
@@ -88,126 +89,6 @@ __all__ = [
     "TRANSFER_CLIP",
     "LOGIT_SCALE",
 ]
-
-# The paper's PBNet-S transfer clips the initial weight means to ±0.9 (§2.3).
-TRANSFER_CLIP = 0.9
-# Added to σ² under the square root: keeps d√σ²/dσ² finite when every weight saturates.
-_VARIANCE_FLOOR = 1e-6
-# τ below this is treated as this (a temperature of 0 would divide by zero).
-_MIN_TEMPERATURE = 1e-6
-# k of the kernel's θ/k parameterization (module docstring): chosen by measurement.
-LOGIT_SCALE = 100.0
-
-
-def _check_scale(scale) -> float:
-    if not float(scale) > 0:
-        raise ValueError(f"logit_scale must be > 0, got {scale!r}.")
-    return float(scale)
-
-
-def _register(cls):
-    return serializable(cls.__name__)(cls)
-
-
-def _relaxed_sign(x, tau, straight_through):
-    r"""`tanh(x/τ)`; with `straight_through`, `sign(x)` forward and `tanh(x/τ)`'s gradient."""
-    tau = tf.maximum(tau, _MIN_TEMPERATURE)
-    if not straight_through:
-        return tf.tanh(x / tau)
-
-    @tf.custom_gradient
-    def _call(x):
-        def grad(dy):
-            return tf.raw_ops.TanhGrad(y=tf.tanh(x / tau), dy=dy / tau)
-
-        return lq.math.sign(x), grad
-
-    return _call(x)
-
-
-@_register_quantizer("relaxed_sign")
-class RelaxedSign(SoftHardQuantizer):
-    r"""BLRNet's binary activation: a relaxed draw of \(\operatorname{sign}(x)\) with temperature τ.
-
-    \[
-    q_\text{soft}(x) = \tanh(x / \tau), \qquad q_\text{hard}(x) = \operatorname{sign}(x)
-    \]
-
-    For `x` a reparameterized Gaussian sample \(\hat\mu + \hat\sigma\epsilon\), `sign(x)` is a draw
-    of \(\operatorname{Binary}(2\Phi(\hat\mu/\hat\sigma) - 1)\) and the soft form is its
-    binary-Concrete-style relaxation (module docstring), which tends to it as τ → 0.
-    `straight_through=True`: `sign(x)` forward, \(\frac{1}{\tau}(1 - \tanh^2(x/\tau))\) backward
-    (the paper's PBNet-S hard sample). Peters & Welling, arXiv:1809.03368.
-
-    # Arguments
-        tau: name of the temperature weight (initial value 1.0), set by `SharpeningScheduler`.
-        straight_through: hard forward, relaxed gradient.
-    """
-
-    sharpness_defaults = {"tau": 1.0}
-
-    def __init__(self, tau: str = "tau", straight_through: bool = False, **kwargs):
-        kwargs.setdefault("sharpness_names", {"tau": tau})
-        super().__init__(**kwargs)
-        self.straight_through = bool(straight_through)
-
-    def soft(self, x):
-        return _relaxed_sign(x, tf.convert_to_tensor(self.sharpness("tau")), self.straight_through)
-
-    def hard(self, x):
-        return lq.math.sign(x)
-
-    def get_config(self):
-        return {**super().get_config(), "straight_through": self.straight_through}
-
-
-@_register_quantizer("blr_weight")
-class WeightMode(SoftHardQuantizer):
-    r"""Kernel quantizer of BLRNet layers, whose kernel holds the scaled logits \(\vartheta = \theta/k\).
-
-    \[
-    q_\text{soft}(\vartheta) = \tanh(k\vartheta) = \mathbb{E}[w], \qquad
-    q_\text{hard}(\vartheta) = \operatorname{sign}(\vartheta) = \arg\max_w q(w)
-    \]
-
-    The layers read the logits themselves in training (mean and variance); this quantizer gives
-    the kernel its deployed form, the most probable binary weights (paper §2.4, "MAP").
-
-    # Arguments
-        logit_scale: k, the layer's `logit_scale`.
-    """
-
-    def __init__(self, logit_scale: float = 1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.logit_scale = _check_scale(logit_scale)
-
-    def soft(self, x):
-        return tf.tanh(self.logit_scale * x)
-
-    def hard(self, x):
-        return lq.math.sign(x)
-
-    def get_config(self):
-        return {**super().get_config(), "logit_scale": self.logit_scale}
-
-
-@_register
-class LogitUniform(tf.keras.initializers.Initializer):
-    r"""Scaled logits ϑ = atanh(u) / k, u ~ U(−limit, limit): weight means uniform in (−limit, limit),
-    the paper's PBNet initialization (U(−1, 1), kept off ±1 where the logit is infinite); k is the
-    layer's `logit_scale`."""
-
-    def __init__(self, limit: float = TRANSFER_CLIP, seed=None, logit_scale: float = 1.0):
-        if not 0.0 < float(limit) < 1.0:
-            raise ValueError(f"LogitUniform limit must lie in (0, 1), got {limit}.")
-        self.limit, self.seed, self.logit_scale = float(limit), seed, _check_scale(logit_scale)
-
-    def __call__(self, shape, dtype=None, **kwargs):
-        u = tf.random.stateless_uniform(shape, seed=[0, self.seed]) if self.seed is not None else tf.random.uniform(shape)
-        return tf.cast(tf.atanh((2.0 * u - 1.0) * self.limit) / self.logit_scale, dtype or tf.float32)
-
-    def get_config(self):
-        return {"limit": self.limit, "seed": self.seed, "logit_scale": self.logit_scale}
 
 
 def stochastic_batch_norm(mean, variance, axes, gamma=1.0, beta=0.0, epsilon=1e-3):
@@ -232,172 +113,6 @@ def stochastic_batch_norm(mean, variance, axes, gamma=1.0, beta=0.0, epsilon=1e-
     v = (tf.reduce_sum(variance, axes, keepdims=True) + tf.reduce_sum(tf.square(mean - m), axes, keepdims=True)) / (count - 1.0)
     scale = gamma / tf.sqrt(v + epsilon)
     return tf.squeeze(m, axes), tf.squeeze(v, axes), scale * (mean - m) + beta, tf.square(scale) * variance
-
-
-class BLRLayer:
-    """Mixin of `BLRConv2D` and `BLRDense`: logits in `kernel`, moments, sampling, hard form."""
-
-    def _blr_init(self, binary_inputs, straight_through, temperature, input_quantizer, kernel_quantizer, logit_scale):
-        self.binary_inputs = bool(binary_inputs)
-        self.logit_scale = _check_scale(logit_scale)
-        if input_quantizer is None and self.binary_inputs:
-            input_quantizer = RelaxedSign(temperature, straight_through)
-        elif input_quantizer is not None:
-            input_quantizer = lq.quantizers.get(input_quantizer)
-            if not self.binary_inputs:
-                raise ValueError(f"{type(self).__name__}: binary_inputs=False takes real inputs; it has no input_quantizer.")
-            if not isinstance(input_quantizer, RelaxedSign):
-                raise ValueError(f"{type(self).__name__}: the input quantizer must be a RelaxedSign, got {type(input_quantizer).__name__}.")
-            if (temperature, bool(straight_through)) not in (("tau", False), (input_quantizer.sharpness_names["tau"], input_quantizer.straight_through)):
-                raise ValueError(f"{type(self).__name__}: temperature/straight_through contradict the given input_quantizer; pass one or the other.")
-        kernel_quantizer = WeightMode(self.logit_scale) if kernel_quantizer is None else lq.quantizers.get(kernel_quantizer)
-        if not isinstance(kernel_quantizer, WeightMode):
-            raise ValueError(f"{type(self).__name__}: the kernel quantizer must be a WeightMode (the kernel holds logits), got {type(kernel_quantizer).__name__}.")
-        if kernel_quantizer.logit_scale != self.logit_scale:
-            raise ValueError(
-                f"{type(self).__name__}: logit_scale={self.logit_scale} contradicts the kernel quantizer's "
-                f"{kernel_quantizer.logit_scale}; pass one or the other."
-            )
-        return input_quantizer, kernel_quantizer
-
-    @property
-    def logit_variable(self) -> tf.Variable:
-        """The trained variable, ϑ = θ / `logit_scale` (the latent kernel)."""
-        kernel = self.kernel
-        return getattr(kernel, "latent_variable", kernel)
-
-    @property
-    def logits(self) -> tf.Tensor:
-        """θ = `logit_scale` · ϑ: `P(w = +1) = σ(2θ)`."""
-        return self.logit_scale * tf.convert_to_tensor(self.logit_variable)
-
-    def assign_logits(self, theta):
-        """Set θ (stores θ / `logit_scale`)."""
-        self.logit_variable.assign(tf.convert_to_tensor(theta, tf.float32) / self.logit_scale)
-
-    def weight_moments(self):
-        """`(μ_w, σ_w²) = (tanh θ, 1 − tanh² θ)`."""
-        mean = tf.tanh(self.logits)
-        return mean, 1.0 - tf.square(mean)
-
-    def weight_probabilities(self) -> np.ndarray:
-        """`P(w = +1) = σ(2θ)` per weight."""
-        return tf.sigmoid(2.0 * self.logits).numpy()
-
-    def from_float_kernel(self, clip: float = TRANSFER_CLIP):
-        """Turn a float kernel copied into `kernel` into logits: `μ_w = clip(W/std(W), ±clip)`
-        (the paper's PBNet-S transfer, §2.3; std over the whole layer). `tfbin.binarize` calls it."""
-        if not 0.0 < clip < 1.0:
-            raise ValueError(f"clip must lie in (0, 1), got {clip}.")
-        w = tf.convert_to_tensor(self.logit_variable)
-        std = tf.math.reduce_std(w)
-        scaled = tf.where(std > 0, w / tf.maximum(std, 1e-30), w)
-        self.assign_logits(tf.atanh(tf.clip_by_value(scaled, -clip, clip)))
-
-    def is_hard(self) -> bool:
-        return self.kernel_quantizer.hard_mode
-
-    def moments(self, h):
-        """`(μ_a, σ_a²)` of the pre-activation for an input `h` that is already binarized."""
-        raise NotImplementedError
-
-    def call(self, inputs, training=None):
-        if self.is_hard():
-            return super().call(inputs)  # the plain larq layer: sign inputs, sign(θ) kernel
-        h = self.input_quantizer(inputs) if self.input_quantizer is not None else inputs
-        mean, variance = self.moments(h)
-        if training:
-            outputs = mean + tf.sqrt(variance + _VARIANCE_FLOOR) * tf.random.normal(tf.shape(mean))
-        else:
-            outputs = mean
-        if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def _blr_config(self):
-        return {"binary_inputs": self.binary_inputs, "logit_scale": self.logit_scale}
-
-    @classmethod
-    def from_config(cls, config):
-        # Saved before logit_scale existed: the kernel holds θ itself (k = 1).
-        return cls(**{"logit_scale": 1.0, **config})
-
-
-@_register
-class BLRConv2D(BLRLayer, lq.layers.QuantConv2D):
-    r"""BLRNet's probabilistic binary convolution (module docstring): `Conv2D` arguments plus
-
-    # Arguments
-        binary_inputs: True (default): the input is binarized by `RelaxedSign` (training) /
-            `sign` (deployed); False: real inputs (the paper's first layer), `μ = Σ μ_w x`,
-            `σ² = Σ (1 − μ_w²) x²` — then not an LCE binary layer (float inputs).
-        straight_through: the input's hard sample forward, relaxed gradient (PBNet-S).
-        temperature: name of the input quantizer's temperature weight (default `"tau"`).
-        logit_scale: k: the kernel holds θ/k, so that the optimizer's step in θ is k times its
-            step in the variable (module docstring; default `LOGIT_SCALE`).
-        pad_values: value of the binarized input in 'same' padding (1.0: LCE's fast path), as
-            larq's; padded entries enter μ and σ² like any input.
-        input_quantizer, kernel_quantizer: from a saved config (a `RelaxedSign`, a `WeightMode`);
-            leave them out otherwise.
-
-    The kernel holds the scaled logits θ/k (default initializer `LogitUniform`). Only `channels_last`
-    and `groups=1` (what LCE's binary conv runs).
-    """
-
-    def __init__(self, filters, kernel_size, binary_inputs=True, straight_through=False, temperature="tau",
-                 logit_scale=LOGIT_SCALE, input_quantizer=None, kernel_quantizer=None, kernel_initializer=None, **kwargs):
-        input_quantizer, kernel_quantizer = self._blr_init(binary_inputs, straight_through, temperature, input_quantizer, kernel_quantizer, logit_scale)
-        with _quiet.starved_weights_intended():
-            super().__init__(filters, kernel_size, input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
-                             kernel_initializer=kernel_initializer or LogitUniform(logit_scale=self.logit_scale), **kwargs)
-        if self.data_format != "channels_last" or self.groups != 1:
-            raise ValueError("BLRConv2D supports channels_last and groups=1 only (LCE's binary conv).")
-        if self.padding not in ("same", "valid"):
-            raise ValueError(f"BLRConv2D: padding must be 'same' or 'valid', got {self.padding!r}.")
-
-    def moments(self, h):
-        padding = self.padding.upper()
-        if not self._is_native_padding:
-            h = tf.pad(h, self._get_padding_same(h), constant_values=self.pad_values)
-            padding = "VALID"
-        mean_w, var_w = self.weight_moments()
-
-        def conv(a, kernel):
-            return tf.nn.convolution(a, kernel, strides=self.strides, padding=padding, dilations=self.dilation_rate)
-
-        return conv(h, mean_w), conv(tf.square(h), var_w)
-
-    def get_config(self):
-        return {**super().get_config(), **self._blr_config()}
-
-
-@_register
-class BLRDense(BLRLayer, lq.layers.QuantDense):
-    """BLRNet's probabilistic binary dense layer on `[batch, features]` inputs: `Dense`
-    arguments plus `binary_inputs`, `straight_through`, `temperature`, `logit_scale` (see `BLRConv2D`).
-    Exported as a 1×1 binary convolution."""
-
-    def __init__(self, units, binary_inputs=True, straight_through=False, temperature="tau",
-                 logit_scale=LOGIT_SCALE, input_quantizer=None, kernel_quantizer=None, kernel_initializer=None, **kwargs):
-        input_quantizer, kernel_quantizer = self._blr_init(binary_inputs, straight_through, temperature, input_quantizer, kernel_quantizer, logit_scale)
-        with _quiet.starved_weights_intended():
-            super().__init__(units, input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
-                             kernel_initializer=kernel_initializer or LogitUniform(logit_scale=self.logit_scale), **kwargs)
-
-    def build(self, input_shape):
-        if len(input_shape) != 2:
-            raise ValueError(f"BLRDense needs [batch, features] inputs (flatten first), got shape {input_shape}.")
-        super().build(input_shape)
-
-    def moments(self, h):
-        mean_w, var_w = self.weight_moments()
-        return tf.matmul(h, mean_w), tf.matmul(tf.square(h), var_w)
-
-    def get_config(self):
-        return {**super().get_config(), **self._blr_config()}
-
-
-LAYER_TYPES["blrnet"] = (BLRConv2D, BLRDense)
 
 
 def blr_layers(model) -> list:

@@ -3,7 +3,7 @@
     tfbin data [NAME ...] [--data-dir DIR] [--manual-dir PATH [--skip-bad-images]]
                                                                 prepare datasets (offline-first)
     tfbin export MODEL -o OUT.tflite [--strict] [--verify quick|full] [--report PATH] [--unsafe]
-                                                                convert and verify with LCE
+                                                                convert and verify with LCE (Keras 2 or 3)
     tfbin train [--model M] [--recipe R] [--dataset D | --data-dir DIR [--skip-bad-images]] [--epochs N]
                 [--train-samples N|all] [--test-samples N|all] [--no-augment] [--out DIR] [--resume]
                                                                 the main job: train, draw, export, verify
@@ -81,12 +81,45 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _keras3_file(path: str) -> bool:
+    """A `.keras` file written by Keras 3: a zip whose `metadata.json` says `keras_version` 3.x
+    (tf-keras writes the same layout with 2.x)."""
+    import json
+    import zipfile
+
+    if not (os.path.isfile(path) and zipfile.is_zipfile(path)):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            version = str(json.loads(archive.read("metadata.json")).get("keras_version", ""))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    return version.split(".")[0] == "3"
+
+
+def _load_keras3_model(path: str, safe_mode: bool):
+    """Load a Keras 3 `.keras` file with Keras 3 (in this process beside tfbin's Keras 2), its
+    tfbin layers and quantizers registered by `import tfbin.keras3`."""
+    import keras
+
+    import tfbin.keras3  # noqa: F401  (registers QuantConv2D, QuantDense, the quantizers, WeightClip)
+    from tfbin import saving
+
+    unsafe = saving.code_holding_layers(path) if safe_mode else []
+    if unsafe:
+        raise saving.UnsafeModelError(f"{path} holds layers whose loading runs stored Python code ({', '.join(unsafe)}: "
+                                      "Lambda); tfbin did not load it. If you trust the file, pass --unsafe.")
+    return keras.saving.load_model(path, compile=False, safe_mode=safe_mode)
+
+
 def _load_model(path: str, safe_mode: bool = True):
     from tfbin import saving
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
     try:
+        if _keras3_file(path):  # converted by tfbin.export's Keras 3 path, with the same report
+            return _load_keras3_model(path, safe_mode)
         return saving.load_model(path, safe_mode=safe_mode)
     except saving.UnsafeModelError:
         raise  # its own message says what to do
@@ -225,7 +258,8 @@ def _data_verb(verb) -> None:
 
 def _export_verb(verb) -> None:
     p = verb("export", help="convert a saved model (.h5, .keras, SavedModel) into a binary .tflite")
-    p.add_argument("model", help="the trained model: .keras, .h5 or a SavedModel folder")
+    p.add_argument("model", help="the trained model: .keras (tf-keras or Keras 3 with tfbin.keras3's layers), .h5 "
+                                 "or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, help="the .tflite to write")
     p.add_argument("--strict", action="store_true",
                    help="fail (exit 1, no .tflite) unless the model has binarized layers, every one became an LCE "

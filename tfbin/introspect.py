@@ -1,29 +1,25 @@
 """What a model is made of: its binarized layers.
 
-The one place that decides which layers count as binarized, low in the import graph so that
-recipes, callbacks, losses, the hard-form switch and the exporter can all ask it.
+The one place that answers which layers count as binarized — by asking each layer's family
+(`tfbin.families`) — low in the import graph so that recipes, callbacks, losses, the hard-form
+switch and the exporter can all ask it.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from tfbin.layers import ABCLayer
 from tfbin.auxiliary import unwrap
+from tfbin.families import family_of
+from tfbin.layer_family import precision
 
 __all__ = ["precision", "is_binarized", "binarized_layers", "is_binary_activation", "binary_activation_layers", "all_layers"]
 
 
-def precision(quantizer):
-    """The bit width a larq or tfbin quantizer declares (`None` for no quantizer)."""
-    return getattr(quantizer, "precision", None)
-
-
 def is_binarized(layer) -> bool:
-    """A larq quantized layer whose input and kernel quantizers both have precision 1, or an
-    ABC-Net layer (`tfbin.layers.ABCLayer`: binary bases of both)."""
-    if isinstance(layer, ABCLayer):
-        return True
-    return precision(getattr(layer, "input_quantizer", None)) == 1 and precision(getattr(layer, "kernel_quantizer", None)) == 1
+    """Whether `layer`'s family says it is binarized: a larq quantized layer whose input and
+    kernel quantizers both have precision 1, an ABC-Net layer (binary bases of both), a BLRNet
+    layer with binary inputs, or a registered family's layer by that family's rule."""
+    return family_of(layer).is_binarized(layer)
 
 
 def is_binary_activation(layer) -> bool:

@@ -26,7 +26,12 @@ gradient inside the clip's window: \(\partial A_n/\partial x = \partial A_n/\par
 
 Training computes the same sum as one float convolution of \(\sum_n \beta_n A_n\) with
 \(\sum_m \alpha_m B_m\) (linearity); `tfbin.export` lowers each layer into the M·N binary
-convolutions of the formula.
+convolutions of the formula (`ABCExport`).
+
+**The layer family** (`ABC`, recipe `layer_type="abc"`, registered in `tfbin.families`): every
+ABC-Net layer is binarized, its output has the float layer's scale, it deploys M·N binary
+convolutions with M bits per latent weight, and its input signs switch at the N thresholds
+\(0.5 - v_n\).
 """
 from __future__ import annotations
 
@@ -35,8 +40,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfbin._registry import serializable
+from tfbin.layer_family import LayerFamily, RewriteError
 
-__all__ = ["ABCConv2D", "ABCDense", "ABCLayer", "weight_shifts", "weight_bases", "activation_bases"]
+__all__ = ["ABC", "ABCConv2D", "ABCDense", "ABCExport", "ABCFamily", "ABCLayer", "export_abc_layer", "weight_shifts", "weight_bases", "activation_bases"]
 
 
 def _register(cls):
@@ -91,10 +97,6 @@ def activation_bases(x, shifts):
 
 class ABCLayer:
     """Mixin of `ABCConv2D` and `ABCDense`: the bases, the shifts `v` and the scales `beta`."""
-
-    # Σ α_m·B_m fits the float kernel and Σ β_n·A_n the input, so the output has the float
-    # layer's scale: `tfbin.binarize` adds no BatchNormalization after it (measured in its docstring).
-    float_scaled_output = True
 
     def _abc_init(self, weight_bases, activation_bases, threshold_spread):
         self.weight_bases = int(weight_bases)
@@ -230,17 +232,115 @@ class ABCDense(ABCLayer, tf.keras.layers.Dense):
         return {**super().get_config(), **self._abc_config()}
 
 
-LAYER_TYPES = {"abc": (ABCConv2D, ABCDense)}
+class ABCExport(tf.keras.layers.Layer):
+    """Deployed form of one ABC-Net layer: `act(Σ_n Σ_m bconv(sign(x + c_n), s_mn·B_m) + b)`
+    with `c_n = v_n − 0.5` and `s_mn = α_m·β_n` per output channel. Each term is a larq
+    `QuantConv2D` with the `ste_sign` input quantizer and a fixed kernel of ±s per output
+    channel, which LCE converts into one `LceBconv2d` with `s` as its output multiplier; the
+    M convs of one activation base share the shifted input. Export-only."""
+
+    def __init__(self, *, kernels, offsets, bias, conv_config, dense, activation, **kwargs):
+        super().__init__(**kwargs)
+        self._kernel_values = [np.asarray(k, np.float32) for k in kernels]  # [n][m] flattened as n*M + m
+        self._offset_values = np.asarray(offsets, np.float32)
+        self._bias_value = None if bias is None else np.asarray(bias, np.float32)
+        self.activation_bases = len(self._offset_values)
+        self.weight_bases = len(self._kernel_values) // self.activation_bases
+        self.filters = int(self._kernel_values[0].shape[-1])
+        self.dense = dense
+        self.activation = tf.keras.activations.get(activation)
+        self.convs = [
+            lq.layers.QuantConv2D(
+                filters=self.filters, kernel_size=k.shape[:2], input_quantizer="ste_sign", kernel_quantizer=None,
+                use_bias=False, name=f"bconv_a{i // self.weight_bases}_w{i % self.weight_bases}", **conv_config,
+            )
+            for i, k in enumerate(self._kernel_values)
+        ]
+
+    def build(self, input_shape):
+        conv_input = (None, 1, 1, input_shape[-1]) if self.dense else input_shape
+        for conv, value in zip(self.convs, self._kernel_values):
+            conv.build(conv_input)
+            conv.kernel.assign(value)
+        self.offsets = self.add_weight(name="offsets", shape=self._offset_values.shape, initializer=tf.keras.initializers.Constant(self._offset_values), trainable=False)
+        self.folded_bias = None if self._bias_value is None else self.add_weight(
+            name="folded_bias", shape=self._bias_value.shape, initializer=tf.keras.initializers.Constant(self._bias_value), trainable=False)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.dense:
+            x = tf.reshape(x, [-1, 1, 1, x.shape[-1]])
+        terms = []
+        for n in range(self.activation_bases):
+            shifted = x + self.offsets[n]  # the same float32 sum as ABCLayer's x + (v_n − 0.5)
+            terms += [self.convs[n * self.weight_bases + m](shifted) for m in range(self.weight_bases)]
+        y = tf.add_n(terms) if len(terms) > 1 else terms[0]
+        if self.folded_bias is not None:
+            y = y + self.folded_bias
+        if self.dense:
+            y = tf.reshape(y, [-1, self.filters])
+        return self.activation(y)
 
 
-def from_float(layer_type: str, config: dict, dense: bool, **arguments):
-    """A new layer of family `layer_type` (e.g. `"abc"`) from a Conv2D/Dense (or larq
-    QuantConv2D/QuantDense) config; larq's quantizer arguments are dropped."""
-    if layer_type not in LAYER_TYPES:
-        raise ValueError(f"Unknown layer type {layer_type!r}; the layer types are {sorted(LAYER_TYPES)}.")
-    conv_cls, dense_cls = LAYER_TYPES[layer_type]
-    cls = dense_cls if dense else conv_cls
-    config = {k: v for k, v in config.items() if k not in ("input_quantizer", "kernel_quantizer", "metrics", "pad_values")}
-    if not dense:
-        config["pad_values"] = 1.0 if config.get("padding") == "same" else 0.0
-    return cls(**config, **arguments)
+def export_abc_layer(layer) -> ABCExport:
+    """The `ABCExport` equivalent of an `ABCConv2D` / `ABCDense` (exact up to float summation order)."""
+    dense = isinstance(layer, tf.keras.layers.Dense)
+    bases, alpha = (t.numpy() for t in layer.binary_kernel())  # [M, ..., O], [M, O]
+    beta = layer.scales.numpy()
+    offsets = layer.shifts.numpy() - np.float32(0.5)
+    if dense:
+        bases = bases[:, None, None]
+        conv_config = {"padding": "valid"}
+    else:
+        config = layer.get_config()
+        conv_config = {k: config[k] for k in ("strides", "padding", "dilation_rate", "pad_values")}
+    kernels = []
+    for n in range(len(beta)):
+        for m in range(len(bases)):
+            scale = alpha[m] * beta[n]
+            if np.any(scale == 0):
+                raise RewriteError(
+                    f"Layer {layer.name!r}: α_{m + 1}·β_{n + 1} is 0 in some output channel; a binary conv needs a non-zero scale."
+                )
+            kernels.append(bases[m] * scale)
+    return ABCExport(
+        kernels=kernels,
+        offsets=offsets,
+        bias=layer.bias.numpy() if layer.use_bias and np.any(layer.bias.numpy() != 0) else None,
+        conv_config=conv_config,
+        dense=dense,
+        activation=layer.get_config()["activation"],
+        name=f"{layer.name}_export",
+    )
+
+
+class ABCFamily(LayerFamily):
+    """ABC-Net's layers as a layer family (module docstring): exported by `export_abc_layer`."""
+
+    name = "abc"
+    conv, dense = ABCConv2D, ABCDense
+    arguments = ("weight_bases", "activation_bases", "threshold_spread")
+    # Σ α_m·B_m fits the float kernel and Σ β_n·A_n the input, so the output has the float
+    # layer's scale: `tfbin.binarize` adds no BatchNormalization after it (measured in its docstring).
+    float_scaled_output = True
+
+    def export(self, layer) -> ABCExport:
+        return export_abc_layer(layer)
+
+    def binary_convolutions(self, layer) -> int:
+        return layer.weight_bases * layer.activation_bases
+
+    def input_thresholds(self, layer) -> list:
+        """The N thresholds `0.5 − v_n`: `A_n = sign(x + (v_n − 0.5))`."""
+        return [-(v - np.float32(0.5)) for v in layer.shifts.numpy()]
+
+    def kernel_bits(self, layer) -> int:
+        return layer.weight_bases
+
+    def lce_runs_as(self, layer) -> str:
+        return (f"LceBconv2d ×{self.binary_convolutions(layer)} (ABC-Net: {layer.weight_bases} weight × "
+                f"{layer.activation_bases} activation bases)")
+
+
+ABC = ABCFamily()

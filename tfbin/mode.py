@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfbin import sharpness
 from tfbin.introspect import binarized_layers
+from tfbin.quantizers import hard_forms  # beside the quantizers: the larq layer family needs it below here
 
 __all__ = ["hard"]
 
@@ -17,19 +18,6 @@ def _reset_compiled_functions(model):
     for attr in ("train_function", "test_function", "predict_function"):
         if getattr(model, attr, None) is not None:
             setattr(model, attr, None)
-
-
-@contextlib.contextmanager
-def hard_forms(quantizers):
-    """Set the trace-time flag of `quantizers` (only; traced functions are left alone)."""
-    previous = [q.hard_mode for q in quantizers]
-    for q in quantizers:
-        q.hard_mode = True
-    try:
-        yield
-    finally:
-        for q, was_hard in zip(quantizers, previous):
-            q.hard_mode = was_hard
 
 
 @contextlib.contextmanager

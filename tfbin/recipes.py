@@ -30,11 +30,11 @@ from typing import Callable
 import larq as lq
 import tensorflow as tf
 
-from tfbin import blrnet as blrnet_lib  # noqa: F401  (registers the 'blrnet' layer type)
+from tfbin import families
 from tfbin import schedules as schedules_lib
+from tfbin.blrnet_layers import LOGIT_SCALE
 from tfbin.callbacks import SharpeningScheduler, check_update_freq
 from tfbin.constraints import MeanCenteredClip
-from tfbin.layers import LAYER_TYPES
 from tfbin.losses import ContrastiveMI, SlopeGrowth
 from tfbin import quantizers as tfbin_quantizers
 from tfbin.quantizers import BoundedRectifier, DistributionAwareSign, EDESign, LibraSign, SelfBinarizingSign
@@ -70,11 +70,11 @@ class Recipe:
             `tfbin.losses.SlopeGrowth` adds itself inside the model; `ContrastiveMI` returns a
             `tfbin.TrainingModel` around it (its `.inner` is the model to deploy).
         params: the factory arguments the recipe was made with (kept for reporting and tuning).
-        layer_type, layer_config: a layer family of `tfbin.layers.LAYER_TYPES` (e.g. `"abc"`)
-            that replaces each binarized Conv2D/Dense instead of larq's QuantConv2D/QuantDense,
-            with these extra constructor arguments. Needed by methods whose layer is not "one
-            quantizer on the input, one on the kernel" (ABC-Net sums M·N binary convolutions);
-            the quantizers are then None (the layer binarizes itself).
+        layer_type, layer_config: the name of a layer family registered in `tfbin.families`
+            (e.g. `"abc"`, `"blrnet"`) whose layers replace each binarized Conv2D/Dense instead
+            of larq's QuantConv2D/QuantDense, with these extra constructor arguments. Needed by
+            methods whose layer is not "one quantizer on the input, one on the kernel" (ABC-Net
+            sums M·N binary convolutions); the quantizers are then None (the layer binarizes itself).
     """
 
     def __init__(
@@ -95,8 +95,8 @@ class Recipe:
         self.layer_type = layer_type
         self.layer_config = json.loads(json.dumps(layer_config or {}))
         if layer_type is not None:
-            if layer_type not in LAYER_TYPES:
-                raise ValueError(f"Recipe {name!r}: unknown layer_type {layer_type!r}; the layer types are {sorted(LAYER_TYPES)}.")
+            if layer_type not in families.names():
+                raise ValueError(f"Recipe {name!r}: unknown layer_type {layer_type!r}; the layer types are {families.names()}.")
             if input_quantizer is not None or kernel_quantizer is not None:
                 raise ValueError(f"Recipe {name!r}: a layer_type binarizes by itself; its quantizers must be None.")
         self.input_quantizer = _serialize(input_quantizer)
@@ -864,7 +864,7 @@ def blrnet(
     sharpen: float = 0.75,
     warmup: float = 0.0,
     straight_through: bool = True,
-    logit_scale: float = blrnet_lib.LOGIT_SCALE,
+    logit_scale: float = LOGIT_SCALE,
     update_freq: str = "batch",
     keep_full_precision=("first", "last"),
 ) -> Recipe:

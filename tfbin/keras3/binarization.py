@@ -36,7 +36,7 @@ class Keras3Recipe:
         config = recipe.get_config()
         missing = []
         if recipe.layer_type is not None:
-            missing.append(f"its {recipe.layer_type!r} layers (tfbin.layers.LAYER_TYPES) replace Conv2D/Dense")
+            missing.append(f"its {recipe.layer_type!r} layers (a layer family of tfbin.families, Keras 2 only) replace Conv2D/Dense")
         missing += [f"its auxiliary loss {type(loss).__name__} (tfbin.losses)" for loss in recipe.losses]
         for role in ("input_quantizer", "kernel_quantizer"):
             identifier = config[role]

@@ -1,0 +1,150 @@
+"""`tfbin.export.convert` and `tfbin export` with a Keras 3 model (issue #40 item 3): the model of
+`tfbin.keras3`'s layers converts through `tfbin.keras3.convert` (Keras 3's `model.export`, then
+LCE) and gets the Keras 2 path's report: op histogram, tie-aware parity, sizes, one row per
+binarized layer, problems, the strict rule and the atomic writing."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfbin.keras3 as k3
+from tfbin import cli, export
+from tfbin.export import converter, keras3_convert
+
+
+def binary_net(dense_input_quantizer="ste_sign"):
+    """A float stem, a binarized conv and a binarized Dense (named `bconv`, `bdense`)."""
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(8, 3, padding="same"),
+        keras.layers.BatchNormalization(),
+        k3.QuantConv2D(16, 3, padding="same", pad_values=1.0, use_bias=False, input_quantizer="ste_sign",
+                       kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="bconv"),
+        keras.layers.BatchNormalization(),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        k3.QuantDense(10, input_quantizer=dense_input_quantizer, kernel_quantizer="ste_sign", name="bdense"),
+    ])
+
+
+def randomize_batch_norms(model, rng):
+    """Varied BatchNorm statistics: the signs see both signs, and most inputs are tie-free."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 2.0, c) * rng.choice([-1, 1], c))
+            layer.beta.assign(rng.normal(0.0, 0.5, c))
+            layer.moving_mean.assign(rng.normal(0.0, 1.0, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+    return model
+
+
+def test_a_keras3_model_is_told_from_a_keras2_one():
+    assert keras3_convert.is_keras3_model(binary_net())
+    assert not keras3_convert.is_keras3_model(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
+    assert not keras3_convert.is_keras3_model(object())
+
+
+def test_quick_export_writes_the_tflite_and_the_keras2_report(rng, tmp_path):
+    model = randomize_batch_norms(binary_net(), rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a binary net with parity: no problem to warn about
+        report = export.convert(model, tmp_path / "m.tflite", report_path=tmp_path / "m.json")
+    assert (tmp_path / "m.tflite").read_bytes() == report.flatbuffer and report.size_bytes == len(report.flatbuffer)
+    # Every binarized conv and Dense is an LCE binary op, identified by its weights.
+    assert report.op_histogram["LceBconv2d"] == len(k3.binarized_layers(model)) == 2, report.op_histogram
+    assert "FULLY_CONNECTED" not in report.op_histogram and report.op_histogram["CONV_2D"] == 1  # the float stem
+    assert [(r["layer"], r["lce_op"]) for r in report.layers] == [("bconv", "LceBconv2d"), ("bdense", "LceBconv2d")]
+    assert report.all_binary and report.problems == []
+    quick = converter.DEFAULT_SAMPLES["quick"]
+    assert report.verify == "quick" and report.parity["samples"] == quick and report.parity["lce_kernel"] == "indirect_bgemm"
+    assert report.parity["passed"] and report.parity["tie_free_samples"] > 0 and report.parity["unexplained_mismatches"] == 0
+    assert report.float_size_bytes is None and report.latency is None  # quick, as on Keras 2
+    assert report.one_bit_limit_bytes == k3.one_bit_limit_bytes(model) < report.size_bytes
+    assert report.deployment["input_shape"] == [1, 8, 8, 3]
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["all_binary"] and saved["op_histogram"]["LceBconv2d"] == 2 and saved["size_vs_float"] is None
+    assert "**2 of 2 binarized layers run as LCE binary ops.**" in (tmp_path / "m.md").read_text()
+
+
+def test_full_export_converts_the_float_model_and_measures_latency(rng, tmp_path):
+    model = randomize_batch_norms(binary_net(), rng)
+    x = rng.uniform(size=(40, 8, 8, 3)).astype("float32")
+    report = export.convert(model, verify="full", sample_inputs=x, latency_repeats=2, report_path=tmp_path / "f.json")
+    assert report.verify == "full" and report.parity["samples"] == 40 and report.parity["lce_kernel"] == "default"
+    assert report.parity["passed"] and report.all_binary
+    assert report.float_size_bytes > report.size_bytes > report.one_bit_limit_bytes
+    assert report.latency["lce_default_ms"] > 0 and report.latency["float_tflite_ms"] > 0
+    saved = json.loads((tmp_path / "f.json").read_text())
+    assert saved["size_vs_float"] == report.size_bytes / report.float_size_bytes and saved["verify"] == "full"
+
+
+def test_a_layer_lce_does_not_fuse_is_named_and_strict_writes_no_tflite(rng, tmp_path):
+    # A {0, 1} step input (BoundedRectifier) is fused by the Keras 2 exporter's rewrite only.
+    model = randomize_batch_norms(binary_net(dense_input_quantizer=k3.BoundedRectifier()), rng)
+    with pytest.raises(export.ExportError, match=r"'bdense' stayed float.*BoundedRectifier is a \{0, 1\} step"):
+        export.convert(model, tmp_path / "strict.tflite", strict=True, report_path=tmp_path / "strict.json")
+    assert not (tmp_path / "strict.tflite").exists()  # strict: no file unless binary
+    assert json.loads((tmp_path / "strict.json").read_text())["all_binary"] is False  # the report says why
+    with pytest.warns(UserWarning, match="'bdense' stayed float") as caught:
+        report = export.convert(model, tmp_path / "m.tflite")
+    assert caught[0].filename == __file__  # the warning names the caller's line, not the exporter's
+    assert [r["lce_op"] for r in report.layers] == ["LceBconv2d", None] and not report.all_binary
+    assert report.op_histogram["LceBconv2d"] == 1 and (tmp_path / "m.tflite").exists()
+
+
+def test_a_layer_whose_kernel_is_in_no_binary_conv_has_no_lce_op(rng):
+    model = randomize_batch_norms(binary_net(), rng)
+    flatbuffer = k3.convert(model)
+    assert [r["lce_op"] for r in keras3_convert.layer_rows(model, flatbuffer)] == ["LceBconv2d", "LceBconv2d"]
+    dense = model.get_layer("bdense")
+    dense.kernel.assign(-dense.kernel)  # no longer the kernel that was converted
+    rows = keras3_convert.layer_rows(model, flatbuffer)
+    assert [r["lce_op"] for r in rows] == ["LceBconv2d", None]
+    assert "1 LceBconv2d of the file match no binarized layer's kernel" in rows[1]["reason"]
+
+
+def test_packed_signs_is_lces_bitpacking():
+    negative = np.zeros((2, 1, 1, 40), bool)
+    negative[0, 0, 0, [0, 31]] = True
+    negative[1, 0, 0, 33] = True
+    packed = keras3_convert.packed_signs(negative)
+    assert packed.shape == (2, 1, 1, 2) and packed.dtype == np.int32
+    assert packed[0, 0, 0].tolist() == [1 - 2**31, 0] and packed[1, 0, 0].tolist() == [0, 2]
+
+
+def test_a_keras2_export_loads_no_keras3():
+    code = """
+        import sys
+        import tfbin
+        import tensorflow as tf
+        from tfbin.export import converter, keras3_convert
+        assert not keras3_convert.is_keras3_model(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
+        print("tfbin.keras3" in sys.modules)
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr[-3000:]
+
+
+def test_the_command_exports_a_keras3_file(rng, tmp_path):
+    model = randomize_batch_norms(binary_net(), rng)
+    model.save(tmp_path / "k3.keras")
+    tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]).save(tmp_path / "k2.keras")
+    assert cli._keras3_file(str(tmp_path / "k3.keras")) and not cli._keras3_file(str(tmp_path / "k2.keras"))
+    out = tmp_path / "k3.tflite"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-m", "tfbin.cli", "export", str(tmp_path / "k3.keras"), "-o", str(out), "--strict"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2/2 binarized layers as LceBconv2d" in result.stdout and out.exists()
+    saved = json.loads((tmp_path / "k3.report.json").read_text())
+    assert saved["all_binary"] and saved["parity"]["passed"] and [r["layer"] for r in saved["layers"]] == ["bconv", "bdense"]
+
