@@ -13,8 +13,9 @@ et al.'s ResNet-20, `models.small.float_resnet20`; VGG-Small with ReLU in place 
 and the paper recipes. Every binary run records soft, hard and deployed accuracy (the deployed
 model: BatchNorm recalibrated on 100 training batches when its hard accuracy on 2,000 training
 images does not drop, as `tfbin train` ships it), the median step time of epochs 2+, and its
-export: the number of binarized layers that became `LceBconv2d` and the TFLite/Keras argmax
-agreement on every scored image. `--validation N` holds out the last N training images and
+export: the number of binarized layers that became `LceBconv2d`, the TFLite/Keras argmax
+agreement on every scored image, and the tie-aware parity on them (`tfbin.export.convert`: the
+tie-free fraction and the disagreements that no near-threshold sign explains). `--validation N` holds out the last N training images and
 scores on them (choices are made there); without it the 10,000 test images score the run.
 Results are written after every run (atomically) and a rerun skips runs already done. A run
 cut off mid-way (the session ends, SIGTERM) continues from its last finished epoch: Keras's
@@ -122,8 +123,9 @@ def run(arm, seed, args, manual_dir, backup):
     row["recalibration_applied"] = report["applied"]
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
-        sample = np.concatenate([x.numpy() for x, _ in scored.batch(500).take(1)])
-        converted = export.convert(inner, path, sample_inputs=sample, latency=False)
+        # Tie-aware parity on every scored image: which disagreements are rounding at a threshold.
+        images = np.concatenate([x.numpy() for x, _ in scored.batch(500)])
+        converted = export.convert(inner, path, sample_inputs=images, latency=False)
         with open(path, "rb") as f:
             tflite = export.tflite_accuracy(f.read(), scored, inner, batch_size=500)
     row.update({
@@ -131,6 +133,8 @@ def run(arm, seed, args, manual_dir, backup):
         "lce_bconv_layers": sum(r["lce_op"] == "LceBconv2d" for r in converted.layers),
         "tflite_accuracy": round(tflite["tflite_accuracy"], 4),
         "tflite_keras_agreement": round(tflite["agreement"], 4),
+        "tie_free_fraction": round(converted.parity["tie_free_fraction"], 4),
+        "unexplained_mismatches": converted.parity["unexplained_mismatches"],
         "tflite_bytes": converted.size_bytes,
     })
     return row

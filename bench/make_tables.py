@@ -428,10 +428,12 @@ def cifar10_table(data):
         f"Measured by `{data['command']}` (runs added across invocations): `{data['model']}` 1W/1A, {data['epochs']} epochs, "
         f"batch {data['batch_size']}, {data['optimizer']}, the papers' augmentation (4-pixel pad + random crop, flip), "
         f"{data['data']}; scored on {data['scored_on']}. *deployed*: the hard model after `tfbin.recalibrate` when that does not "
-        "lower the hard accuracy on 2,000 training images (what `tfbin train` ships); the float arm is the same net with ReLU. "
+        "lower the hard accuracy on 2,000 training images (what `tfbin train` ships); the float arm is the papers' float net "
+        "(He et al.'s ResNet-20; VGG-Small with ReLU). "
         f"*vs larq's best*: deployed mean minus that of larq's best baseline here"
         + (f" (`{best[0]}`, {best[1]:.4f})" if best else "") + ". *export*: binarized convs that became `LceBconv2d` / binarized "
-        "layers, and the lowest TFLite/Keras argmax agreement on the test images. Step time on a shared 2-core host "
+        "layers, and the lowest TFLite/Keras argmax agreement on the test images (with, where measured, the disagreements "
+        "on tie-free images: no sign within rounding of its threshold explains them). Step time on a shared 2-core host "
         f"({data['host']['cpus']} CPUs), median of epochs 2+.",
         "",
         "| arm | runs | hard | deployed | vs larq's best | soft − hard | export | agreement | ms / step |",
@@ -448,6 +450,8 @@ def cifar10_table(data):
         exported = [r for r in mine if "lce_bconv_layers" in r]
         export = ", ".join(sorted({f"{r['lce_bconv_layers']}/{r['binarized_layers']}" for r in exported})) or "—"
         agreement = f"{s['tflite_agreement_min']:.4f}" if s.get("tflite_agreement_min") is not None else "—"
+        unexplained = [r["unexplained_mismatches"] for r in mine if "unexplained_mismatches" in r]
+        agreement += f" ({sum(unexplained)} unexplained)" if unexplained else ""
         lines.append(f"| `{arm}` | {s['runs']} | {s['hard_mean']:.4f}{spread('hard_std')} | {dep} | {versus} "
                      f"| {100 * s['soft_hard_gap_mean']:+.2f} | {export} | {agreement} | {s['step_ms_median'] or '—'} |")
     if missing:
