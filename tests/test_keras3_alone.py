@@ -68,6 +68,7 @@ def small_binary_model():
     ])
 
 
+@pytest.mark.margin(exact="sharpness values against the schedule, clipped kernels, recalibrate's report, the op histogram")
 def test_a_binary_net_trains_sharpens_and_exports_with_every_binary_conv_fused():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(64, 12, 12, 3)).astype(np.float32)

@@ -53,6 +53,7 @@ def fit(model, epochs, steps, callbacks, initial_epoch=0):
     return model.fit(x, y, batch_size=8, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0)
 
 
+@pytest.mark.margin(exact="sharpness values of the Keras 3 scheduler against the Keras 2 one's on a twin model")
 @pytest.mark.parametrize("update_freq", ["epoch", "batch"])
 def test_the_keras3_scheduler_sets_the_schedules_values_as_the_keras2_one_does(update_freq):
     plan = schedules.ede(0.1, 10.0, epochs=4)
@@ -67,8 +68,7 @@ def test_the_keras3_scheduler_sets_the_schedules_values_as_the_keras2_one_does(u
     fit(model2, 3, 5, [tfbin.callbacks.SharpeningScheduler(plan, update_freq=update_freq)])
     for name in ("t", "k"):
         assert k3.sharpness.get(model3, name) == tfbin.sharpness.get(model2, name)
-
-
+@pytest.mark.margin(exact="sharpness values after resuming at initial_epoch against the schedule's formula; the config round trip")
 def test_the_keras3_scheduler_resumes_at_initial_epoch_and_round_trips_its_config():
     plan = {"v": schedules.Linear(1.0, 5.0, epochs=4), "h": 0.5}
     model = keras.Sequential([keras.Input((6, 6, 2)), k3.QuantConv2D(4, 3, input_quantizer=k3.SelfBinarizingSign(),
@@ -245,6 +245,7 @@ RECIPE_QUANTIZERS = {  # recipe: (input quantizer, kernel quantizer, constraint,
 }
 
 
+@pytest.mark.margin(exact="the quantizer classes and configs binarize chose, the sharpness names, and the values the callbacks set against the schedules")
 @pytest.mark.parametrize("recipe", sorted(RECIPE_QUANTIZERS))
 def test_every_keras3_recipe_trains_with_its_callbacks(recipe):
     made = quiet(k3.binarize, ordinary_cnn(keras, functional=True), recipe, epochs=2)
@@ -285,6 +286,7 @@ def test_recipes_without_a_keras3_version_say_what_is_missing(recipe, overrides,
         k3.binarize(ordinary_cnn(keras), recipe, **overrides)
 
 
+@pytest.mark.margin(exact="the op histogram of the export (one LceBconv2d per binarized layer)")
 @pytest.mark.parametrize("functional", [False, True])
 @pytest.mark.parametrize("recipe", ["ste", "irnet"])
 def test_a_keras3_binarized_net_trains_a_step_and_exports_one_binary_conv_per_binarized_layer(functional, recipe):
@@ -354,8 +356,7 @@ def test_recalibrate_with_check_keeps_statistics_only_if_hard_accuracy_holds():
 
 # ---------------------------------------------------------------------------------------------
 # Without Keras 2 in the process
-
-
+@pytest.mark.margin(exact="which modules are loaded, the scheduler's values and recalibrate's report, binarize's error message")
 def test_without_keras2_the_scheduler_and_recalibrate_work_and_binarize_says_what_it_needs():
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
