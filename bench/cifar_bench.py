@@ -22,6 +22,9 @@ cut off mid-way (the session ends, SIGTERM) continues from its last finished epo
 `BackupAndRestore` keeps each run's checkpoint in `~/.cache/tfbin/cifar_bench/` (or
 `$TFBIN_BENCH_BACKUP`) until the run is written; the row records the epoch it resumed at (the
 resumed epochs reshuffle from the seed again, so such a run is not bitwise the uninterrupted one).
+The deployed weights of every finished run stay in `<that folder>/trained/<results file>_<arm>_seed<seed>.weights.h5`
+(rebuild with the same `--model`/`--epochs` and `load_weights`), so its export can be re-examined
+without retraining.
 """
 import argparse
 import json
@@ -118,6 +121,9 @@ def run(arm, seed, args, manual_dir, backup):
     if arm == "float":
         return row
     report = regimen.recalibrate_if_it_helps(inner, train.take(100).cache(), check=check)
+    trained = os.path.join(os.path.dirname(os.path.dirname(backup)), "trained")
+    os.makedirs(trained, exist_ok=True)
+    inner.save_weights(os.path.join(trained, f"{os.path.basename(os.path.dirname(backup))}_{arm}_seed{seed}.weights.h5"))
     with tfbin.hard(inner):
         row["hard_accuracy_deployed"] = round(accuracy(inner, scored), 4)
     row["recalibration_applied"] = report["applied"]
