@@ -18,7 +18,7 @@ from tfbin.export.report import ExportError, ExportReport, deployment, find_prob
 from tfbin.export.rewrite import export_model
 from tfbin.export.thresholds import sign_inputs
 
-__all__ = ["DEFAULT_SAMPLES", "ExportError", "VERIFY_MODES", "convert", "float_twin"]
+__all__ = ["DEFAULT_SAMPLES", "ExportError", "VERIFY_MODES", "convert", "float_twin", "layer_bconvs"]
 
 
 def float_twin(model: tf.keras.Model) -> tf.keras.Model:
@@ -67,8 +67,71 @@ def _one_bit_limit_bytes(model) -> int:
     return int(np.ceil(bits / 8))
 
 
-def _map_layers(model, mapping, refused, ops):
-    """Each binarized Keras layer -> the LCE op its export layer became, or why it stayed float."""
+# LCE cuts tensor names at this many characters (then appends a counter to keep them unique):
+# "meliusnet22/section_0_block_0_improve_binconv_expo1" for the layer
+# "section_0_block_0_improve_binconv_export". Names cannot tell which layer an op came from.
+_NAME_LIMIT = 50
+
+
+def _names_layer(tensor_name: str, layer_name: str) -> bool:
+    """Whether a tensor name of the file comes from the layer `layer_name`: its scope names the
+    layer, or the name was cut (`_NAME_LIMIT`) inside the layer's name. Only describes what a
+    layer became (`_map_layers`' reasons, `_float_weight_rows`): a cut name may fit several layers."""
+    if any(f"/{layer_name}/" in part or part.endswith(f"/{layer_name}") for part in tensor_name.split(";")):
+        return True
+    if len(tensor_name) < _NAME_LIMIT:
+        return False
+    cut = tensor_name[:_NAME_LIMIT].split(";")[-1]
+    head, _, last = cut.rpartition("/")
+    return bool(head) and len(last) >= min(len(layer_name), 8) and layer_name.startswith(last)
+
+
+def _export_kernels(export_layer) -> list[np.ndarray]:
+    """The signs LCE packs for each binary conv of an export layer: the hard kernel of every
+    `Conv2D` in it (larq `QuantConv2D`s: one for a `BinaryConvExport`, DAB's all-ones channels
+    included; M·N for an `ABCExport`), as `[out, kh, kw, in]` booleans (weight −1)."""
+    convs, seen = [], set()
+    for layer in [export_layer, *export_layer.submodules]:
+        if isinstance(layer, tf.keras.layers.Conv2D) and getattr(layer, "kernel", None) is not None and id(layer) not in seen:
+            seen.add(id(layer))
+            convs.append(layer)
+    kernels = []
+    for conv in convs:
+        # The built-in exports fix the kernel (no quantizer); a family's may quantize its own.
+        kernel, quantizer = tf.convert_to_tensor(conv.kernel), getattr(conv, "kernel_quantizer", None)
+        kernel = np.asarray(kernel if quantizer is None else quantizer(kernel))
+        kernels.append(np.transpose(kernel, (3, 0, 1, 2)) < 0)
+    return kernels
+
+
+def layer_bconvs(model, exported, mapping, flatbuffer: bytes) -> dict[str, list[int]]:
+    """`{binarized layer name: [operator index of each LceBconv2d it became]}` (indices into
+    `flatbuffer.main_graph`'s operators, ascending; `[]` for a layer that stayed float).
+
+    Found by weights, not names (LCE cuts tensor names, `_NAME_LIMIT`): a bconv is the layer's
+    where its filter holds the signs of one of the layer's export kernels (`_export_kernels`;
+    `exported`, `mapping` from `export_model`), bit for bit — or with whole output channels
+    flipped where the bconv writes bitpacked output (`flatbuffer.main_bconvs`). Each bconv is
+    matched once, layers in order, each layer's kernels to the first free bconv in op order.
+    """
+    bconvs = flatbuffer_lib.main_bconvs(flatbuffer)
+    free = list(range(len(bconvs)))
+    found = {}
+    for layer in binarized_layers(model):
+        export_name = mapping.get(layer.name)
+        operators = []
+        for negative in [] if export_name is None else _export_kernels(exported.get_layer(export_name)):
+            match = next((j for j in free if flatbuffer_lib.holds_signs(bconvs[j][1], negative, bconvs[j][2])), None)
+            if match is not None:
+                free.remove(match)
+                operators.append(bconvs[match][0])
+        found[layer.name] = sorted(operators)
+    return found
+
+
+def _map_layers(model, mapping, refused, ops, bconvs):
+    """Each binarized Keras layer -> the LCE op its export layer became, or why it stayed float
+    (`bconvs`: `layer_bconvs`)."""
     rows = []
     for layer in binarized_layers(model):
         export_name = mapping.get(layer.name)
@@ -76,24 +139,17 @@ def _map_layers(model, mapping, refused, ops):
         if export_name is None:
             row["reason"] = f"rewrite refused: {refused.get(layer.name, 'unsupported layer')}"
         else:
-            # LCE names tensors after the TF ops they came from; a bconv's quantized input (or its
-            # own output) carries the export layer's name.
-            produced = [
-                name for name, tensors in ops
-                if any(f"/{export_name}/" in t or t.endswith(f"/{export_name}") for t in tensors)
-            ]
-            # Each bconv's input 0 (its bitpacked input) is named after its own export layer,
-            # also when the previous bconv wrote it: count those (M·N for an ABC-Net layer).
-            row["bconv_count"] = sum(
-                1 for name, tensors in ops if name == "LceBconv2d" and tensors and f"/{export_name}/" in tensors[0]
-            )
+            row["bconv_count"] = len(bconvs.get(layer.name, []))
             expected = family_of(layer).binary_convolutions(layer)
-            if "LceBconv2d" in produced and row["bconv_count"] != expected:
-                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (its layer family's binary convolutions)"
-            elif "LceBconv2d" in produced:
+            if row["bconv_count"] == expected:
                 row["lce_op"] = "LceBconv2d"
+            elif row["bconv_count"]:
+                row["reason"] = f"{row['bconv_count']} LceBconv2d found, {expected} expected (its layer family's binary convolutions)"
             else:
-                row["reason"] = f"converted to {sorted(set(produced)) or 'ops folded into neighbours'}, not LceBconv2d"
+                # What it became instead, from the tensor names (LCE names them after the TF ops they came from).
+                produced = sorted({name for name, tensors in ops if name != "LceBconv2d" and any(_names_layer(t, export_name) for t in tensors)})
+                row["reason"] = (f"converted to {produced or 'ops folded into neighbours'}, not LceBconv2d "
+                                 "(no LceBconv2d of the file has its exported kernel's signs as filter)")
         rows.append(row)
     return rows
 
@@ -109,7 +165,7 @@ def _float_weight_rows(model, ops):
     """Each binary-activation layer with float weights -> the float ops it became."""
     rows = []
     for layer in binary_activation_layers(model):
-        produced = sorted({name for name, tensors in ops if any(f"/{layer.name}/" in t or t.endswith(f"/{layer.name}") for t in tensors)})
+        produced = sorted({name for name, tensors in ops if any(_names_layer(t, layer.name) for t in tensors)})
         rows.append({"layer": layer.name, "type": type(layer).__name__, "ops": produced, "reason": FLOAT_WEIGHTS_REASON})
     return rows
 
@@ -250,13 +306,15 @@ def _keras_outputs(model, x: np.ndarray, eager: bool, batch_size: int = 256) -> 
 def _layer_rows(model, exported, mapping, refused, flatbuffer: bytes, ops) -> list[dict]:
     """The report's row per binarized layer: the LCE op it became and whether its input sign
     came from the previous binary conv's thresholds."""
-    rows = _map_layers(model, mapping, refused, ops)
+    with _hard(model):  # as converted: an export layer may share the model's quantizers
+        bconvs = layer_bconvs(model, exported, mapping, flatbuffer)
+    rows = _map_layers(model, mapping, refused, ops, bconvs)
     # Binary BatchNorm: whether each layer's BN → sign became the previous bconv's thresholds.
     two_level = {
         name for name, export_name in mapping.items()
         if getattr(exported.get_layer(export_name), "offset_scale", None) is not None
     }
-    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, mapping, two_level)}
+    signs = {s["layer"]: s for s in sign_inputs(model, flatbuffer, bconvs, two_level)}
     for row in rows:
         sign = signs.get(row["layer"], {})
         row["sign_input"], row["sign_input_detail"] = sign.get("sign"), sign.get("detail")

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from tfbin import _quiet
 from tfbin.export import flatbuffer as flatbuffer_lib, measure
+from tfbin.export.flatbuffer import packed_signs, stored_signs
 from tfbin.export.report import ExportReport, deployment, find_problems, write_export
 
 __all__ = ["is_keras3_model", "convert", "layer_rows", "packed_signs"]
@@ -100,15 +101,6 @@ def convert(model, path, *, strict: bool, verify: str, sample_inputs, num_sample
     return report
 
 
-def packed_signs(negative: np.ndarray) -> np.ndarray:
-    """LCE's bitpacking of a filter's signs: `negative`, `[out, kh, kw, in]` booleans (weight
-    −1), as int32 words `[out, kh, kw, ceil(in / 32)]`, channel `c` at bit `c % 32` (from the
-    least significant) of word `c // 32`, the bits past `in` clear."""
-    negative = np.asarray(negative, bool)
-    padded = np.pad(negative, [(0, 0)] * (negative.ndim - 1) + [(0, -negative.shape[-1] % 32)])
-    return np.ascontiguousarray(np.packbits(padded, axis=-1, bitorder="little")).view("<i4")
-
-
 def _kernel_signs(layer) -> np.ndarray:
     """`packed_signs` of the layer's hard kernel (call in the hard form), as LCE stores it:
     a conv kernel `[kh, kw, in, out]` and a Dense one `[in, out]` (a 1×1 conv) as `[out, kh, kw, in]`."""
@@ -117,19 +109,12 @@ def _kernel_signs(layer) -> np.ndarray:
     return packed_signs(np.transpose(kernel, (3, 0, 1, 2)) < 0)
 
 
-def _stored_signs(stored):
-    """A filter of `flatbuffer.bconv_filters` as packed signs (a float one is packed here)."""
-    if stored is None or stored.dtype.kind == "i":
-        return stored
-    return packed_signs(stored < 0)
-
-
 def layer_rows(model, flatbuffer: bytes) -> list[dict]:
     """The report's row per binarized layer of the Keras 3 `model`: `lce_op` "LceBconv2d" where
     one `LceBconv2d` of `flatbuffer` has the signs of the layer's hard kernel as its filter (each
     filter matched once, in layer order), else None and the `reason`."""
     k3 = _keras3()
-    filters = [_stored_signs(f) for f in flatbuffer_lib.bconv_filters(flatbuffer)]
+    filters = [stored_signs(f) for f in flatbuffer_lib.bconv_filters(flatbuffer)]
     free = list(range(len(filters)))
     with k3.hard(model):
         signs = [(layer, _kernel_signs(layer)) for layer in k3.binarized_layers(model)]

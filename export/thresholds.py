@@ -59,27 +59,26 @@ def _why_float(layer, model, is_binarized, two_level) -> str:
     return "its input is the model's input"
 
 
-def sign_inputs(model, flatbuffer: bytes, mapping: dict, two_level=frozenset()) -> list[dict]:
-    """Per binarized layer (export mapping `{layer name: export layer name}`): whether the sign of
-    its input became a fused output threshold of the previous binary conv (`"fused"`), ran as
-    `LceQuantize` after float ops (`"float"`, with the reason), or could not be found.
-    `two_level`: names of the layers exported with a kernel offset term (unequal levels, DAB)."""
-    operators, tensor_names = flatbuffer_lib.main_graph(flatbuffer)
+def sign_inputs(model, flatbuffer: bytes, bconvs: dict, two_level=frozenset()) -> list[dict]:
+    """Per binarized layer: whether the sign of its input became a fused output threshold of the
+    previous binary conv (`"fused"`), ran as `LceQuantize` after float ops (`"float"`, with the
+    reason), or could not be found (`"unknown"`: the layer has no LceBconv2d).
+    `bconvs`: `{layer name: [operator index of each LceBconv2d the layer became]}` (indices into
+    `flatbuffer.main_graph`'s operators: `tfbin.export.converter.layer_bconvs`, which finds them by
+    their filters; tensor names cannot, LCE cuts them). `two_level`: names of the layers exported
+    with a kernel offset term (unequal levels, DAB)."""
+    operators, _ = flatbuffer_lib.main_graph(flatbuffer)
     producer = {t: name for name, _, outputs in operators for t in outputs}
     rows = []
     for layer in binarized_layers(model):
         row = {"layer": layer.name, "sign": None, "detail": None}
-        export_name = mapping.get(layer.name)
-        # A bconv's bitpacked input (input 0) is named after the export layer's own input
-        # quantizer, also when the previous bconv wrote it; filters are anonymous constants.
-        bconvs = [
-            inputs for name, inputs, _ in operators
-            if name == "LceBconv2d" and export_name and inputs and f"/{export_name}/" in tensor_names[inputs[0]]
-        ]
-        if not bconvs:
+        # The producer of the first bconv's bitpacked input (input 0): the previous bconv or
+        # LceBMaxPool2d when the sign is fused, LceQuantize after float ops otherwise.
+        found = sorted(bconvs.get(layer.name, []))
+        if not found:
             row["sign"], row["detail"] = "unknown", "no LceBconv2d for this layer"
         else:
-            source = producer.get(bconvs[0][0], "model input")
+            source = producer.get(operators[found[0]][1][0], "model input")
             if source in _FUSED_PRODUCERS:
                 row["sign"] = "fused"
                 row["detail"] = f"BN → sign became output thresholds of the previous binary conv (bitpacked, via {source})"

@@ -5,14 +5,17 @@ import tensorflow as tf
 
 import tfbin
 from tfbin import models
+from tfbin.export.converter import layer_bconvs
 from tfbin.export.rewrite import export_model
 from tfbin.export.thresholds import sign_inputs
 
 
 def converted(model):
+    """The LCE flatbuffer of `model` and each binarized layer's LceBconv2d operators."""
     exported, mapping, _ = export_model(model)
     with tfbin.hard(model):
-        return lce.convert_keras_model(exported), mapping
+        flatbuffer = lce.convert_keras_model(exported)
+    return flatbuffer, layer_bconvs(model, exported, mapping, flatbuffer)
 
 
 def test_fmnist_small_fuses_only_the_bn_that_directly_follows_a_binary_conv():
