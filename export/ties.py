@@ -8,7 +8,12 @@ pre-sign value within a few float32 rounding units of its threshold can take a d
 in each — and in an untrained net one flipped sign can move a saturated softmax a lot. Such a
 sample says nothing about the exporter. For every sample the **margin** is the smallest
 distance of any binarized layer's pre-sign input to its threshold, in units of float32 rounding
-of that layer's values (`eps32 · max|x|` over the sample's values of that layer). A sample whose
+of the values that input was computed from: `eps32 · m`, `m` the largest magnitude of the
+sample's values of that input and of its **rounding sources** (`rounding_sources`): where the
+input is a clip or activation of a float sum (a residual net's `hardtanh(BN(conv(x)) +
+shortcut)`), the sum and its summands. A clip hides their magnitude but not their rounding:
+on IR-Net's ResNet-20 the pre-sign values of TFLite and Keras differ by up to 725 units of the
+clipped value's scale (1), and by at most 6.4 units of the summands' scale. A sample whose
 margins all exceed `TIE_ULPS` is *tie-free*: its binary activations are the same in any correct
 implementation, so Keras and TFLite must agree on it, and a disagreement there is an
 **unexplained mismatch** — an exporter bug, not rounding.
@@ -21,39 +26,74 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TIE_ULPS", "layer_margins", "probe_margins", "parity"]
+__all__ = ["TIE_ULPS", "layer_margins", "probe_margins", "parity", "rounding_sources"]
 
-# Rounding units of a layer's largest value within which a pre-sign value counts as a tie.
-# Summation-order differences of the float layers in front of a sign stay within a few units
-# (the float stem's 3x3 fan-in, BatchNorm folded into multipliers and thresholds); 64 leaves
-# an order of magnitude of headroom and still marks most samples of the tested nets tie-free.
+# Rounding units (of a layer's rounding sources' largest value) within which a pre-sign value
+# counts as a tie. Summation-order differences of the float layers in front of a sign stay within
+# a few units (measured: at most 6.4 on IR-Net's ResNet-20, `bench/export_bench.py`'s net, 18
+# layers x 3 samples); 64 leaves an order of magnitude of headroom and still marks most samples
+# of the tested nets tie-free.
 TIE_ULPS = 64.0
 _EPS32 = float(np.finfo(np.float32).eps)
 
 
-def layer_margins(value, threshold) -> np.ndarray:
+def layer_margins(value, threshold, sources=()) -> np.ndarray:
     """Per sample of one layer's pre-sign input `value` (`[samples, ...]`): min over its values
-    of `|x − θ| / (eps32 · max|x|)`. `threshold`: None or 0 (a sign at 0), a scalar or an array
-    broadcast over the last axis (one per channel), or a list of those (several thresholds, as
-    an ABC-Net layer's: the nearest counts)."""
+    of `|x − θ| / (eps32 · m)`, `m` the sample's largest magnitude in `value` and in `sources`
+    (the values `value` was rounded from, `[samples, ...]` each: see `rounding_sources`).
+    `threshold`: None or 0 (a sign at 0), a scalar or an array broadcast over the last axis
+    (one per channel), or a list of those (several thresholds, as an ABC-Net layer's: the
+    nearest counts)."""
     v = np.asarray(value, np.float64)
     thetas = threshold if isinstance(threshold, list) else [0.0 if threshold is None else threshold]
     distance = np.min([np.abs(v - t) for t in thetas], axis=0).reshape(len(v), -1)
-    scale = np.maximum(np.abs(v).reshape(len(v), -1).max(1), np.finfo(np.float32).tiny)
+    magnitude = [np.abs(np.asarray(a, np.float64)).reshape(len(v), -1).max(1) for a in (v, *sources)]
+    scale = np.maximum(np.max(magnitude, axis=0), np.finfo(np.float32).tiny)
     return distance.min(1) / (_EPS32 * scale)
 
 
-def probe_margins(probe, thresholds: list, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def rounding_sources(tensor) -> list:
+    """The symbolic tensors of a functional Keras graph (either Keras) whose magnitudes bound the
+    rounding of `tensor`, a pre-sign input: walking back from it through weightless layers of one
+    input that keep its shape (activations, clips: `hardtanh`, ReLU), the first other tensor
+    and, where a merge (`Add`, `Concatenate`) computed that one, the merge's inputs. Empty when
+    `tensor` is such a tensor itself (a conv's or BatchNorm's output), as the rounding of a layer
+    with weights is relative to its own output's magnitude."""
+    current = tensor
+    while True:
+        layer, node_index, _ = current._keras_history
+        inputs = _node_inputs(layer, node_index)
+        if len(inputs) != 1 or layer.weights or tuple(inputs[0].shape) != tuple(current.shape) or inputs[0] is current:
+            break
+        current = inputs[0]
+    if current is tensor:
+        return []
+    layer, node_index, _ = current._keras_history
+    inputs = _node_inputs(layer, node_index)
+    return [current, *(inputs if len(inputs) > 1 else [])]
+
+
+def _node_inputs(layer, node_index) -> list:
+    """The input tensors of `layer`'s call `node_index` (Keras 2's and Keras 3's nodes both have
+    `input_tensors`; an input layer's node has none, or itself)."""
+    found = layer._inbound_nodes[node_index].input_tensors
+    return list(found) if isinstance(found, (list, tuple)) else [found]
+
+
+def probe_margins(probe, thresholds: list, x: np.ndarray, batch_size: int = 128, sources=None) -> np.ndarray:
     """Per sample of `x`: the min of `layer_margins` over the layers whose pre-sign inputs
-    `probe(batch, training=False)` returns (a Keras model of either Keras, one output per entry
-    of `thresholds`), `batch_size` samples at a time."""
+    `probe(batch, training=False)` returns (a Keras model of either Keras), `batch_size` samples
+    at a time. The probe's outputs are, per entry of `thresholds`, the layer's input followed by
+    `sources[i]` (default 0) of its rounding sources."""
+    counts = sources or [0] * len(thresholds)
     result = np.full(len(x), np.inf)
     for start in range(0, len(x), batch_size):
         values = probe(x[start : start + batch_size], training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        for value, theta in zip(values, thresholds):
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        for theta, count in zip(thresholds, counts):
+            value, extra, values = values[0], values[1 : 1 + count], values[1 + count :]
             n = len(value)
-            result[start : start + n] = np.minimum(result[start : start + n], layer_margins(value, theta))
+            result[start : start + n] = np.minimum(result[start : start + n], layer_margins(value, theta, extra))
     return result
 
 

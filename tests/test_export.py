@@ -116,6 +116,26 @@ def test_margins_are_distances_to_the_threshold_in_rounding_units():
     np.testing.assert_allclose(margins(model, x), [np.min(np.abs(x - theta)) / (eps * 1.0)], rtol=1e-6)
 
 
+def test_margins_scale_with_the_float_sum_a_clip_hides():
+    # A residual net's sign input is hardtanh(BN(conv(x)) + shortcut): the clip bounds the value
+    # by 1 but its rounding is that of the sum and its summands (IR-Net's ResNet-20: TFLite and
+    # Keras differ by up to 725 units of 1 and at most 7.5 units of the summands' magnitude).
+    from models.small import HardTanh
+    from tfbin.export.parity import margins
+
+    inputs = tf.keras.Input((4,))
+    doubled = tf.keras.layers.Dense(4, use_bias=False, kernel_initializer="identity")(inputs)
+    summed = tf.keras.layers.Add()([inputs, doubled])  # 2x
+    outputs = lq.layers.QuantDense(3, input_quantizer="ste_sign", kernel_quantizer="ste_sign")(HardTanh()(summed))
+    model = tf.keras.Model(inputs, outputs)
+    x = np.array([[3.0, -1e-3, 0.25, 0.5], [0.1, 0.2, -0.2, 1e-4]], "float32")
+    eps = np.finfo(np.float32).eps
+    clipped = np.clip(2 * x, -1, 1)
+    # The scale: the largest of the clipped value, the sum (2x) and its summands (x, x).
+    expected = np.abs(clipped).min(1) / (eps * np.abs(2 * x).max(1))  # the old rule: / max|clipped|
+    np.testing.assert_allclose(margins(model, x), expected, rtol=1e-6)
+
+
 def test_a_wrong_export_is_an_unexplained_mismatch_and_fails_strict(monkeypatch, tmp_path):
     # Break the rewrite on purpose: every exported binary kernel's first output channel negated.
     # Tie-free samples then disagree, which tie-awareness must not excuse.

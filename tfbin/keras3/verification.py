@@ -19,7 +19,7 @@ import keras
 import larq_compute_engine as lce
 import numpy as np
 
-from tfbin.export.ties import parity, probe_margins
+from tfbin.export.ties import parity, probe_margins, rounding_sources
 from tfbin.keras3.binary_quantizers import BoundedRectifier
 from tfbin.keras3.hard_form import hard, layers
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense, is_binarized
@@ -63,16 +63,19 @@ def input_threshold(layer):
 
 def margins(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Per sample of `x`: `tfbin.export.parity.margins` for a Keras 3 model — the min over the
-    layers with 1-bit input quantizers and over their input values of `|x − θ| / (eps32 · max|x|)`
-    (`tfbin.export.ties.layer_margins`; θ from `input_threshold`; a layer whose quantizer has no
+    layers with 1-bit input quantizers and over their input values of `|x − θ| / (eps32 · m)`
+    (`tfbin.export.ties.layer_margins`: `m` the largest magnitude of those values and of their
+    `rounding_sources`; θ from `input_threshold`; a layer whose quantizer has no
     known threshold is left out, as on the Keras 2 path). Computed with the model as it is: call
     it in its hard form (`with tfbin.keras3.hard(model):`), as `verify` does."""
     found = [(layer, theta) for layer in _sign_input_layers(model) for known, theta in [input_threshold(layer)] if known]
     if not found:
         return np.full(len(x), np.inf)
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # the structure the model is called with
-    probe = keras.Model(inputs, [layer.input for layer, _ in found])
-    return probe_margins(probe, [theta for _, theta in found], np.asarray(x, np.float32), batch_size)
+    sources = [rounding_sources(layer.input) for layer, _ in found]
+    probe = keras.Model(inputs, [t for (layer, _), extra in zip(found, sources) for t in (layer.input, *extra)])
+    return probe_margins(probe, [theta for _, theta in found], np.asarray(x, np.float32), batch_size,
+                         [len(extra) for extra in sources])
 
 
 def _outputs(model, x: np.ndarray, batch_size: int) -> np.ndarray:
