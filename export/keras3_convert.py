@@ -14,10 +14,13 @@ as the Keras 2 path checks a larq model and writes the same `ExportReport`:
   (`tfbin.keras3.float_flatbuffer`; converted in full mode or for latency only, as on Keras 2)
   and the 1-bit limit (`tfbin.keras3.one_bit_limit_bytes`); host latency is `measure.latency`;
 - one layer row per binarized layer (`tfbin.keras3.binarized_layers`): the `LceBconv2d` whose
-  bitpacked filter holds the signs of the layer's hard kernel (`flatbuffer.bconv_filters`), bit
-  for bit. LCE's tensor names are cut at 50 characters, so names cannot tell the layers apart
-  here; weights can. A layer that no filter matches stayed float, and its row says why where it
-  can tell;
+  bitpacked filter holds the signs of the layer's hard kernel (`flatbuffer.main_bconvs`,
+  `flatbuffer.holds_signs`), bit for bit — or with whole output channels flipped where the bconv
+  writes bitpacked output (its BatchNorm → sign became thresholds: LCE flips the filter of each
+  channel whose multiplier is negative, e.g. BatchNorm γ < 0), as the Keras 2 path's
+  `converter.layer_bconvs`. LCE's tensor names are cut at 50 characters, so names cannot tell the
+  layers apart here; weights can. A layer that no filter matches stayed float, and its row says
+  why where it can tell;
 - problems, the strict rule and the atomic writing are `tfbin.export.report`'s, as on Keras 2.
 
 Not reported on this path: which float-weight layers take binary inputs
@@ -38,7 +41,7 @@ import tensorflow as tf
 
 from tfbin import _quiet
 from tfbin.export import flatbuffer as flatbuffer_lib, measure
-from tfbin.export.flatbuffer import packed_signs, stored_signs
+from tfbin.export.flatbuffer import packed_signs
 from tfbin.export.report import ExportReport, deployment, find_problems, write_export
 
 __all__ = ["is_keras3_model", "convert", "layer_rows", "packed_signs"]
@@ -102,27 +105,30 @@ def convert(model, path, *, strict: bool, verify: str, sample_inputs, num_sample
 
 
 def _kernel_signs(layer) -> np.ndarray:
-    """`packed_signs` of the layer's hard kernel (call in the hard form), as LCE stores it:
-    a conv kernel `[kh, kw, in, out]` and a Dense one `[in, out]` (a 1×1 conv) as `[out, kh, kw, in]`."""
+    """The signs of the layer's hard kernel (call in the hard form) as LCE lays out a filter,
+    `[out, kh, kw, in]` booleans (weight −1): a conv kernel `[kh, kw, in, out]` and a Dense one
+    `[in, out]` (a 1×1 conv)."""
     kernel = np.asarray(layer.kernel_quantizer(tf.constant(np.asarray(layer.kernel))))
     kernel = kernel.reshape(1, 1, *kernel.shape) if kernel.ndim == 2 else kernel
-    return packed_signs(np.transpose(kernel, (3, 0, 1, 2)) < 0)
+    return np.transpose(kernel, (3, 0, 1, 2)) < 0
 
 
 def layer_rows(model, flatbuffer: bytes) -> list[dict]:
     """The report's row per binarized layer of the Keras 3 `model`: `lce_op` "LceBconv2d" where
-    one `LceBconv2d` of `flatbuffer` has the signs of the layer's hard kernel as its filter (each
-    filter matched once, in layer order), else None and the `reason`."""
+    one `LceBconv2d` of `flatbuffer`'s main graph holds the signs of the layer's hard kernel as its
+    filter (`flatbuffer.holds_signs`; with whole output channels flipped only where that bconv
+    writes bitpacked output, `flatbuffer.main_bconvs`), each filter matched once, in layer order;
+    else None and the `reason`."""
     k3 = _keras3()
-    filters = [stored_signs(f) for f in flatbuffer_lib.bconv_filters(flatbuffer)]
-    free = list(range(len(filters)))
+    bconvs = flatbuffer_lib.main_bconvs(flatbuffer)
+    free = list(range(len(bconvs)))
     with k3.hard(model):
         signs = [(layer, _kernel_signs(layer)) for layer in k3.binarized_layers(model)]
     rows = []
-    for layer, packed in signs:
+    for layer, negative in signs:
         row = {"layer": layer.name, "type": type(layer).__name__, "lce_op": None, "reason": None, "bconv_count": 0,
                "sign_input": None, "sign_input_detail": None}
-        match = next((i for i in free if filters[i] is not None and np.array_equal(filters[i], packed)), None)
+        match = next((j for j in free if flatbuffer_lib.holds_signs(bconvs[j][1], negative, bconvs[j][2])), None)
         if match is not None:
             free.remove(match)
             row.update(lce_op="LceBconv2d", bconv_count=1)

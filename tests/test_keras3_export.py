@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import tfbin.keras3 as k3
 from tfbin import cli, export
-from tfbin.export import converter, keras3_convert
+from tfbin.export import converter, flatbuffer as flatbuffer_lib, keras3_convert
 
 
 def binary_net(dense_input_quantizer="ste_sign"):
@@ -104,11 +104,46 @@ def test_a_layer_whose_kernel_is_in_no_binary_conv_has_no_lce_op(rng):
     model = randomize_batch_norms(binary_net(), rng)
     flatbuffer = k3.convert(model)
     assert [r["lce_op"] for r in keras3_convert.layer_rows(model, flatbuffer)] == ["LceBconv2d", "LceBconv2d"]
+    # Its bconv writes float output (only a bitpacked-output bconv may hold whole channels flipped):
+    # a fully negated kernel is another kernel.
+    assert not flatbuffer_lib.main_bconvs(flatbuffer)[1][2]
     dense = model.get_layer("bdense")
     dense.kernel.assign(-dense.kernel)  # no longer the kernel that was converted
     rows = keras3_convert.layer_rows(model, flatbuffer)
     assert [r["lce_op"] for r in rows] == ["LceBconv2d", None]
     assert "1 LceBconv2d of the file match no binarized layer's kernel" in rows[1]["reason"]
+
+
+def test_a_bconv_writing_bitpacked_output_maps_with_its_negative_gamma_channels_flipped(rng):
+    # conv_1 → BatchNorm → sign of conv_2: LCE folds BN → sign into conv_1's output thresholds and
+    # flips conv_1's filter in each channel whose γ < 0, so its filter no longer equals the kernel.
+    def binary(name):
+        return k3.QuantConv2D(32, 3, padding="same", pad_values=1.0, use_bias=False, input_quantizer="ste_sign",
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name=name)
+    keras.utils.set_random_seed(0)
+    model = randomize_batch_norms(keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
+        keras.layers.BatchNormalization(),
+        binary("conv_1"),
+        keras.layers.BatchNormalization(name="bn_1"),
+        binary("conv_2"),
+        keras.layers.BatchNormalization(),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ]), rng)
+    gamma = model.get_layer("bn_1").gamma
+    gamma.assign(np.abs(gamma.numpy()) * np.where(np.arange(32) % 3 == 0, -1.0, 1.0))  # some multipliers negative
+    report = export.convert(model, strict=True, num_samples=16, latency=False)
+    assert [(r["layer"], r["lce_op"], r["bconv_count"], r["reason"]) for r in report.layers] == [
+        ("conv_1", "LceBconv2d", 1, None), ("conv_2", "LceBconv2d", 1, None)]
+    assert report.op_histogram["LceBconv2d"] == 2 and report.all_binary and report.parity["passed"]
+    # The premise: conv_1's bconv writes bitpacked output, its negative-γ channels flipped.
+    (_, stored, bitpacked), (_, _, bitpacked_2) = flatbuffer_lib.main_bconvs(report.flatbuffer)
+    with k3.hard(model):
+        negative = keras3_convert._kernel_signs(model.get_layer("conv_1"))
+    assert bitpacked and not bitpacked_2
+    assert not flatbuffer_lib.holds_signs(stored, negative) and flatbuffer_lib.holds_signs(stored, negative, True)
 
 
 def test_packed_signs_is_lces_bitpacking():
@@ -125,7 +160,7 @@ def test_a_keras2_export_loads_no_keras3():
         import sys
         import tfbin
         import tensorflow as tf
-        from tfbin.export import converter, keras3_convert
+        from tfbin.export import converter, flatbuffer as flatbuffer_lib, keras3_convert
         assert not keras3_convert.is_keras3_model(tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)]))
         print("tfbin.keras3" in sys.modules)
     """
