@@ -105,6 +105,7 @@ demo: data
 # Benchmarks write JSON into bench/results/ and regenerate the tables of README.md and docs/ from it.
 bench: data
 	$(PY) bench/zoo_summary.py
+	$(PY) bench/data_bench.py
 	$(PY) bench/export_bench.py
 	$(PY) bench/training_cost.py
 	$(PY) bench/accuracy_bench.py

@@ -394,7 +394,7 @@ def test_train_job_on_cifar10_records_its_pipeline_and_evaluates_as_it_trained(i
 @pytest.mark.slow
 @pytest.mark.release  # preparing the 60,000 JPEGs takes ~100 s on a fresh machine; the fast tests cover the path
 def test_the_shared_jpeg_copy(cifar10_jpeg_tar):
-    """Prepared once into the default data dir (84-105 s on 2 busy cores; later runs reuse it, 4 s)."""
+    """Prepared once into the default data dir (its cost: `bench/data_bench.py`); later runs reuse it."""
     builder = data.prepare("cifar10", manual_dir=cifar10_jpeg_tar)
     splits = builder.info.splits
     assert (splits["train"].num_examples, splits["test"].num_examples) == (50_000, 10_000)

@@ -217,9 +217,9 @@ def prepare(
         manual_dir: MNIST and Fashion-MNIST: a directory holding the four upstream `.gz` files.
             CIFAR-10: a folder or `.tar.gz` of images laid out as
             `[one top folder/]{train,test}/<class>/<image>`, built once into TFDS dataset
-            `cifar10_local` (84-105 s for the 60,000-image JPEG copy on 2 busy cores; the builder
-            `Cifar10Local` in this module says more) unless TFDS's own `cifar10` or the copy is
-            prepared already.
+            `cifar10_local` (the builder `Cifar10Local` in this module says more) unless TFDS's
+            own `cifar10` or the copy is prepared already. What that costs is measured by
+            `bench/data_bench.py` (docs/benchmarks.md#data-the-cifar-10-jpeg-copy).
         skip_bad_images: CIFAR-10 from `manual_dir`: leave out (and count) files that are not
             readable 32×32 images instead of stopping at the first one.
         download: whether TFDS may download the data when no local source has it.
@@ -675,14 +675,10 @@ class _Cifar10LocalBuilder:
     and removes on an error, so a failed or interrupted build leaves nothing a later load
     would read.
 
-    Preparing the 60,000-image JPEG copy (`cifar10-jpeg.tar.gz`, 19.6 MB) took 84 s and 105 s
-    in two runs on the 2-core development machine, shared with a test run (reading and
-    checking it 15-16 s of that, writing the rest); the two runs wrote byte-identical
-    TFRecords, 137 MB in all. Later loads read the prepared data: one epoch of
-    the 50,000 training images (`load("cifar10", "train").batch(128)`) took 7-10 s the first
-    time and 3 s after (TFDS caches a dataset this small in memory), against 4.5-5 s an epoch
-    for decoding the JPEG files of an extracted copy directly (`tf.io.read_file` +
-    `tf.io.decode_jpeg`, parallel `tf.data` map), on the same busy machine.
+    Later loads read the prepared data (TFDS caches a dataset this small in memory after the
+    first epoch). What preparing the JPEG copy costs, its TFRecords' size, and an epoch of it
+    against decoding the JPEG files directly are measured by `bench/data_bench.py`
+    (docs/benchmarks.md#data-the-cifar-10-jpeg-copy).
 
     # Arguments
         scan: the checked copy (`_scan_cifar10_copy`); None scans `manual_dir`.
@@ -881,11 +877,10 @@ def cifar_normalize(image, label, mean=CIFAR10_MEAN, std=CIFAR10_STD):
     `Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))`, e.g. kuangliu/pytorch-cifar).
     The mean is CIFAR-10's training-set per-channel mean. The "std" is not the per-channel std
     over all training pixels (0.2470, 0.2435, 0.2616 is the figure usually quoted for the upstream
-    data) but close to the mean of the per-image stds. Computed on the JPEG copy's 50,000
-    training images (as `load` gives them): mean (0.4868, 0.4822, 0.4414), std over all pixels
-    (0.2451, 0.2425, 0.2605), mean per-image std (0.2002, 0.1984, 0.2005); the copy's red and
-    blue means sit 0.005 below the upstream figures (JPEG's chroma loss). Any of these serves:
-    a BatchNorm follows the first convolution.
+    data) but close to the mean of the per-image stds. The JPEG copy's statistics (as `load`
+    gives them) are computed by `bench/data_bench.py` beside these constants
+    (docs/benchmarks.md#data-the-cifar-10-jpeg-copy). Any of these serves: a BatchNorm follows
+    the first convolution.
     IR-Net's official CIFAR-10 code (htqin/IR-Net, `CIFAR-10/ResNet20/*/trainer.py` and
     `CIFAR-10/VGG-Small/main.py`) uses ImageNet's statistics instead: pass `IMAGENET_MEAN`,
     `IMAGENET_STD` to match it.
