@@ -17,8 +17,8 @@ def export_table(data):
         "",
         "| model | input | binarized layers as LceBconv2d | .tflite | float TFLite | float / binary | binary / 1-bit limit | "
         "argmax agreement (n) | max abs diff | tie-free samples | agreement on tie-free | unexplained mismatches | "
-        "host ms: LCE default / indirect BGEMM / float |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "host ms: LCE default / indirect BGEMM / float | export s: LCE alone / quick (×) / full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["results"]:
         lat, p = r["latency"], r["parity"]
@@ -32,18 +32,23 @@ def export_table(data):
             f"{r['size_bytes'] / 1024:,.0f} KiB | {r['float_size_bytes'] / 1024:,.0f} KiB | {r['float_over_binary']:.1f}× | "
             f"{r['binary_over_limit']:.3f} | {p['argmax_agreement']:.4f} ({p['samples']}) | "
             f"{p['max_abs_diff']:.2g} | {tie_free} | {tie_free_agreement} | {unexplained} | "
-            f"{lat['lce_default_ms']:.2f} / {lat['lce_indirect_bgemm_ms']:.2f} / {lat['float_tflite_ms']:.2f} |"
+            f"{lat['lce_default_ms']:.2f} / {lat['lce_indirect_bgemm_ms']:.2f} / {lat['float_tflite_ms']:.2f} | "
+            + (f"{r['lce_convert_s']:.1f} / {r['export_quick_s']:.1f} ({r['quick_over_lce']:.2f}×) / {r['export_full_s']:.1f} |"
+               if "quick_over_lce" in r else "— |")
         )
     tolerance = next((r["parity"]["tie_ulps"] for r in data["results"] if "tie_ulps" in r["parity"]), 64)
     lines += [
         "",
         "Host latencies are x86 figures with LCE's Python interpreter; they do not stand for ARM (see docs/deploy.md for LCE's published ARM numbers).",
         "Parity is measured on untrained weights with randomized BatchNorm and uniform inputs. A sample is *tie-free* when every",
-        f"binarized layer's pre-sign input (in Keras) is at least {tolerance:g} eps32 × that tensor's largest magnitude away from its",
-        "threshold; elsewhere TensorFlow's and TFLite's float kernels, which sum in different orders, may round an activation to",
+        f"binarized layer's pre-sign input (in Keras) is at least {tolerance:g} eps32 × m away from its threshold, m the largest",
+        "magnitude of that tensor and of the float sum and summands a clip in front of it hides (`tfbin.export.ties.rounding_sources`);",
+        "elsewhere TensorFlow's and TFLite's float kernels, which sum in different orders, may round an activation to",
         "different sides of the threshold, and one flipped sign can move a saturated softmax a lot (`tfbin.export.parity`).",
         "Every tie-free sample must agree (argmax, outputs within 1e-3); a disagreement there is an *unexplained mismatch* and",
         "fails a strict export. The larger the net, the more activations per sample and the fewer samples are tie-free.",
+        f"*export s*: LCE's `convert_keras_model` alone on the rewritten hard model, the default export (`tfbin.export.convert(model)`, "
+        f"quick verification; × LCE, target: {data.get('quick_target', '≤ 1.5×')}) and the full one (`verify=\"full\"`, on this bench's parity samples).",
     ]
     return "\n".join(lines)
 
@@ -689,6 +694,55 @@ def keras3_parity_table(data):
     return "\n".join(lines)
 
 
+def data_table(data):
+    """tfbin's CIFAR-10 copy (bench/data_bench.py): preparing it, an epoch of it against decoding the
+    JPEG files directly, and the channel statistics of its training images."""
+    runs, epoch, stats = data["prepare"], data["epoch"], data["statistics"]
+    archive = data["archive"]
+    lines = [
+        f"Measured by `{data['command']}` on {data['dataset']} (`{archive['name']}`, {archive['bytes'] / 1e6:.1f} MB), "
+        f"{data['wall_seconds']:.0f} s in all; host: {data['host']['cpus']} CPUs, shared (load average "
+        f"{data['load_average']['before'][0]:.1f} at the start, {data['load_average']['after'][0]:.1f} at the end); "
+        f"TF {data['versions']['tensorflow']}, TFDS {data['versions']['tensorflow_datasets']}.",
+        "",
+        "| what | seconds |",
+        "|---|---|",
+    ]
+    for i, r in enumerate(runs, 1):
+        lines.append(
+            f"| preparing the copy (`tfbin data cifar10 --manual-dir`), run {i}: scan + writing | {r['seconds']:.0f} "
+            f"({r['scan_seconds']:.0f} + {r['write_seconds']:.0f}) |"
+        )
+    batches = f"{epoch['images']:,} training images, batch {epoch['batch_size']}"
+    lines += [
+        f"| one epoch of the prepared copy (`load(\"cifar10\", \"train\")`), {batches}: first pass | {epoch['prepared_first_s']:.1f} |",
+        f"| the same, second pass (TFDS caches a dataset this small in memory) | {epoch['prepared_second_s']:.1f} |",
+        f"| one epoch decoding the extracted JPEG files directly (`read_file` + `decode_jpeg`, parallel map), {batches} "
+        f"| {epoch['jpeg_direct_s']:.1f} |",
+        "",
+        f"TFRecords written: {runs[-1]['tfrecord_bytes'] / 1e6:.0f} MB in {runs[-1]['tfrecord_files']} files"
+        + (f"; the {len(runs)} runs wrote byte-identical TFRecords." if len(runs) > 1 and data["prepare_identical"]
+           else "; the runs wrote **different** TFRecords." if len(runs) > 1 else "."),
+        "*scan*: reading the archive, checking its layout and decoding every image before anything is written "
+        "(the `scan_seconds` of the copy's `metadata.json`)."
+        + (" Run 1 is the process's first and also pays its one-time costs (importing TFDS, among others)." if len(runs) > 1 else ""),
+        "",
+        f"Channel statistics of the {stats['images']:,} training images as `load` gives them ([0, 1], float64 "
+        "accumulation), beside the torchvision constants `cifar_normalize` defaults to (`CIFAR10_MEAN`, `CIFAR10_STD`, "
+        "figures of the upstream data):",
+        "",
+        "| channel | mean | std over all pixels | mean per-image std | `CIFAR10_MEAN` | mean − `CIFAR10_MEAN` | `CIFAR10_STD` |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c, channel in enumerate(("R", "G", "B")):
+        mean, ref = stats["mean"][c], stats["reference_mean"][c]
+        lines.append(
+            f"| {channel} | {mean:.4f} | {stats['std_all_pixels'][c]:.4f} | {stats['mean_per_image_std'][c]:.4f} | "
+            f"{ref:.4f} | {round(mean - ref, 4) + 0.0:+.4f} | {stats['reference_std'][c]:.4f} |"  # + 0.0: no -0.0000
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "margins": ("bench/results/test_margins.json", margins_table),
     "demo": ("bench/results/demo.json", demo_table),
@@ -703,6 +757,7 @@ TABLES = {
     "longer": ("bench/results/accuracy_10_epochs.json", None),  # with accuracy.json: longer_table
     "cifar10": ("bench/results/cifar10.json", cifar10_table),
     "keras3_parity": ("bench/results/keras3_parity.json", keras3_parity_table),
+    "data": ("bench/results/data.json", data_table),
 }
 
 
