@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import larq as lq
@@ -54,6 +55,138 @@ def test_ste_sign_is_larqs(rng):
     y2, _, (g2,) = value_and_grad(lq.quantizers.SteSign(), x)  # larq's, on the same inputs
     np.testing.assert_array_equal(y, y2)
     np.testing.assert_array_equal(g, g2)
+
+
+# larq's other baselines' quantizers: (Keras 3 twin, larq's, the input, the gradient's formula in
+# NumPy `(x, upstream) -> dq/dx · upstream`). Inputs hold exact zeros (sign(0) = +1) and the
+# gradients' edges (|x| = 1, just past it); MagnitudeAwareSign's kernels unequal channel scales.
+def _inputs(rng):
+    return np.concatenate([[0.0, -0.0, 0.0, -1.0, 1.0, -1.0001, 1.0001, 0.5, -0.25, 3.0],
+                           rng.normal(size=90)]).astype("float32")
+
+
+def _kernel(rng, shape):
+    w = rng.normal(size=shape) * rng.uniform(0.05, 1.0, shape[-1])  # a scale per output channel
+    w.reshape(-1, shape[-1])[:3] = 0.0  # exact zeros
+    return w.astype("float32")
+
+
+def _swish_grad(beta):
+    def grad(x, up):
+        bx = beta * x.astype("float64")
+        return up * beta * (2 - bx * np.tanh(bx / 2)) / (1 + np.cosh(bx))
+    return grad
+
+
+def _magnitude_aware(clip_value):
+    def forward(w):
+        return np.abs(w.astype("float64")).reshape(-1, w.shape[-1]).mean(0) * np_sign(w)
+
+    def grad(w, up):  # the scale is a constant (stop_gradient), sign's gradient the clipped STE
+        clipped = np.ones_like(w, bool) if clip_value is None else np.abs(w) <= clip_value
+        return up * np.abs(w.astype("float64")).reshape(-1, w.shape[-1]).mean(0) * clipped
+    return forward, grad
+
+
+LARQ_TWINS = {
+    "approx_sign": (lambda: k3.binary_quantizers.ApproxSign(), lambda: lq.quantizers.ApproxSign(), _inputs,
+                    np_sign, lambda x, up: up * np.where(np.abs(x) <= 1, 2 - 2 * np.abs(x.astype("float64")), 0.0)),
+    "swish_sign": (lambda: k3.binary_quantizers.SwishSign(), lambda: lq.quantizers.SwishSign(), _inputs,
+                   np_sign, _swish_grad(5.0)),
+    "swish_sign_beta_2": (lambda: k3.binary_quantizers.SwishSign(beta=2.0), lambda: lq.quantizers.SwishSign(beta=2.0),
+                          _inputs, np_sign, _swish_grad(2.0)),
+    "magnitude_aware_sign": (lambda: k3.binary_quantizers.MagnitudeAwareSign(), lambda: lq.quantizers.MagnitudeAwareSign(),
+                             lambda rng: _kernel(rng, (3, 3, 4, 6)) * 1.5, *_magnitude_aware(1.0)),
+    "magnitude_aware_sign_dense_clip_half": (
+        lambda: k3.binary_quantizers.MagnitudeAwareSign(clip_value=0.5),
+        lambda: lq.quantizers.MagnitudeAwareSign(clip_value=0.5), lambda rng: _kernel(rng, (20, 7)), *_magnitude_aware(0.5)),
+    "magnitude_aware_sign_no_clip": (
+        lambda: k3.binary_quantizers.MagnitudeAwareSign(clip_value=None),
+        lambda: lq.quantizers.MagnitudeAwareSign(clip_value=None), lambda rng: _kernel(rng, (2, 2, 3, 5)) * 2,
+        *_magnitude_aware(None)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARQ_TWINS))
+def test_the_keras3_twins_of_larqs_quantizers_are_larqs_and_their_formulas(rng, name):
+    make3, make_larq, inputs, forward, gradient = LARQ_TWINS[name]
+    x = inputs(rng)
+    y, up, (g,) = value_and_grad(make3(), x)
+    y2, up2, (g2,) = value_and_grad(make_larq(), x)  # larq's, on the same inputs and upstream gradient
+    np.testing.assert_array_equal(up, up2)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(g, g2)
+    np.testing.assert_allclose(y, forward(x), rtol=1e-6)
+    np.testing.assert_allclose(g, gradient(x, up), rtol=1e-5, atol=1e-6)
+    assert make3().precision == 1 and np.all(y != 0)  # a binary quantizer: sign(0) = +1, no zero out
+
+
+def test_the_larq_twins_configs_round_trip_and_larqs_configs_make_them():
+    twins = {"approx_sign": ({}, k3.binary_quantizers.ApproxSign), "swish_sign": ({"beta": 2.5}, k3.binary_quantizers.SwishSign),
+             "magnitude_aware_sign": ({"clip_value": 0.5}, k3.binary_quantizers.MagnitudeAwareSign)}
+    for alias, (args, cls) in twins.items():
+        assert k3.binary_quantizers.ALIASES[alias] is cls and alias in k3.binary_quantizers.LARQ_TWINS
+        assert k3.binary_quantizers.class_of(cls.__name__) is cls and k3.binary_quantizers.class_of(f"tfbin>{cls.__name__}") is cls
+        q = cls(**args, name="q")
+        config = q.get_config()
+        assert {k: config[k] for k in args} == args and set(config) == {"name", "trainable", "dtype", *args}
+        assert cls.from_config(config).get_config() == config
+        again = k3.binary_quantizers.get(k3.binary_quantizers.serialize(q))
+        assert type(again) is cls and again.get_config() == config
+        # larq's config (what a recipe carries) makes the twin, with larq's arguments.
+        larq_config = tf.keras.utils.serialize_keras_object(getattr(lq.quantizers, cls.__name__)(**args))
+        twin = k3.binary_quantizers.get(larq_config)
+        assert type(twin) is cls and {k: twin.get_config()[k] for k in args} == args
+        assert type(k3.binary_quantizers.get(alias)) is cls
+    assert k3.QuantConv2D(4, 3, input_quantizer="approx_sign", kernel_quantizer="magnitude_aware_sign").kernel_quantizer.clip_value == 1.0
+
+
+def small_float_cnn():
+    """A float conv net: a stem, two convs and a hidden Dense (binarized by the recipes), a head."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        L.Conv2D(8, 3, padding="same", name="c1"), L.BatchNormalization(name="bn1"), L.ReLU(name="r1"),
+        L.Conv2D(16, 3, padding="same", name="c2"), L.BatchNormalization(name="bn2"), L.ReLU(name="r2"),
+        L.MaxPooling2D(name="p"),
+        L.Conv2D(16, 3, padding="same", name="c3"), L.BatchNormalization(name="bn3"), L.ReLU(name="r3"),
+        L.GlobalAveragePooling2D(name="g"),
+        L.Dense(16, name="h"), L.BatchNormalization(name="bnh"), L.ReLU(name="rh"),
+        L.Dense(4, activation="softmax", name="out"),
+    ])
+
+
+LARQ_BASELINE_QUANTIZERS = {  # recipe (overrides): input quantizer, kernel quantizer and its config
+    "approx_sign": ({}, "ApproxSign", "SteSign", {"clip_value": 1.0}),
+    "swish_sign": ({"beta": 3.0}, "SwishSign", "SteSign", {"clip_value": 1.0}),
+    "bireal": ({}, "ApproxSign", "MagnitudeAwareSign", {"clip_value": 1.0}),
+}
+
+
+@pytest.mark.margin(exact="the quantizer classes and configs binarize chose; one step changed the kernels, kept clipped")
+@pytest.mark.parametrize("recipe", sorted(LARQ_BASELINE_QUANTIZERS))
+def test_larqs_baselines_binarize_a_keras3_net_that_trains(recipe):
+    overrides, inputs, kernels, kernel_config = LARQ_BASELINE_QUANTIZERS[recipe]
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # binarize's notes on removed ReLUs and inserted BatchNorms
+        model, callbacks = k3.binarize(small_float_cnn(), recipe, epochs=1, **overrides)
+    binarized = k3.binarized_layers(model)
+    assert [l.name for l in binarized] == ["c2", "c3", "h"]  # the stem and the head stay float
+    for layer in binarized:
+        assert (type(layer.input_quantizer).__name__, type(layer.kernel_quantizer).__name__) == (inputs, kernels)
+        assert type(layer.kernel_constraint).__name__ == "WeightClip" and layer.kernel_constraint.clip_value == 1.0
+        assert {k: layer.kernel_quantizer.get_config()[k] for k in kernel_config} == kernel_config
+    if "beta" in overrides:
+        assert all(layer.input_quantizer.beta == overrides["beta"] for layer in binarized)
+    assert callbacks == []  # larq's baselines have no schedules
+    rng = np.random.default_rng(0)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    before = [layer.kernel.numpy().copy() for layer in binarized]
+    history = model.fit(rng.uniform(size=(8, 12, 12, 3)), rng.integers(0, 4, 8), batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert all(not np.array_equal(b, layer.kernel.numpy()) for b, layer in zip(before, binarized))  # one step trained them
+    assert all(np.abs(layer.kernel.numpy()).max() <= 1.0 for layer in binarized)  # WeightClip(1)
 
 
 @pytest.mark.parametrize("h", [0.0, 0.3])
@@ -205,7 +338,8 @@ def test_keras2_and_keras3_quantizers_compute_the_same_numbers(rng, name):
 
 def test_aliases_configs_and_sharpness_names_match_the_keras2_path():
     keras2 = {getattr(Q2, n).alias: getattr(Q2, n).__name__ for n in Q2.__all__ if hasattr(getattr(Q2, n), "alias")}
-    keras3 = {alias: cls.__name__ for alias, cls in k3.binary_quantizers.ALIASES.items() if alias != "ste_sign"}
+    # tfbin's own quantizers; larq's (LARQ_TWINS) are twins of lq.quantizers, tested above.
+    keras3 = {alias: cls.__name__ for alias, cls in k3.binary_quantizers.ALIASES.items() if alias not in k3.binary_quantizers.LARQ_TWINS}
     assert keras3 == keras2
     for alias, cls in k3.binary_quantizers.ALIASES.items():
         assert type(k3.binary_quantizers.get(alias)) is cls

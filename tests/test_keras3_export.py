@@ -146,6 +146,55 @@ def test_a_bconv_writing_bitpacked_output_maps_with_its_negative_gamma_channels_
     assert not flatbuffer_lib.holds_signs(stored, negative) and flatbuffer_lib.holds_signs(stored, negative, True)
 
 
+def small_float_cnn():
+    """A float conv net whose second and third convs and hidden Dense a recipe binarizes."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input((12, 12, 3)),
+        L.Conv2D(8, 3, padding="same", name="c1"), L.BatchNormalization(name="bn1"), L.ReLU(name="r1"),
+        L.Conv2D(32, 3, padding="same", name="c2"), L.BatchNormalization(name="bn2"), L.ReLU(name="r2"),
+        L.MaxPooling2D(name="p"),
+        L.Conv2D(32, 3, padding="same", name="c3"), L.BatchNormalization(name="bn3"), L.ReLU(name="r3"),
+        L.GlobalAveragePooling2D(name="g"),
+        L.Dense(32, name="h"), L.BatchNormalization(name="bnh"), L.ReLU(name="rh"),
+        L.Dense(10, name="out"),
+    ])
+
+
+def test_a_bireal_net_exports_its_magnitude_aware_kernels_as_binary_convs(rng, tmp_path):
+    # bireal's MagnitudeAwareSign kernels are mean|W_o|·sign(W_o): LCE folds the per-output-channel
+    # scale into the binary conv's output multiplier (or its output thresholds, where the bconv
+    # writes bitpacked output: c2 → bn2 → max-pool → c3's sign), so the net exports with the ops
+    # of approx_sign's twin net (the same graph with SteSign kernels), every binarized layer an
+    # LceBconv2d matched by its kernel's signs, with parity.
+    keras.utils.set_random_seed(0)
+    float_model = small_float_cnn()
+    for name in ("c2", "c3", "h"):  # unequal channel scales: a real test of the fold
+        kernel = float_model.get_layer(name).kernel
+        kernel.assign(kernel.numpy() * rng.uniform(0.1, 1.0, kernel.shape[-1]).astype("float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # binarize's notes on removed ReLUs and the inserted BatchNorm
+        bireal = k3.binarize(float_model, "bireal").model
+        twin = k3.binarize(float_model, "approx_sign").model
+    for model in (bireal, twin):
+        randomize_batch_norms(model, np.random.default_rng(3))
+    binarized = k3.binarized_layers(bireal)
+    assert [(l.name, type(l.kernel_quantizer).__name__) for l in binarized] == [
+        ("c2", "MagnitudeAwareSign"), ("c3", "MagnitudeAwareSign"), ("h", "MagnitudeAwareSign")]
+    x = rng.uniform(size=(64, 12, 12, 3)).astype("float32")
+    assert not np.allclose(bireal(x, training=False), twin(x, training=False), rtol=1e-2)  # the premise: the scales matter
+    report = export.convert(bireal, tmp_path / "bireal.tflite", strict=True, sample_inputs=x, latency=False)
+    assert [(r["layer"], r["lce_op"], r["bconv_count"]) for r in report.layers] == [
+        ("c2", "LceBconv2d", 1), ("c3", "LceBconv2d", 1), ("h", "LceBconv2d", 1)]
+    assert report.op_histogram["LceBconv2d"] == len(binarized) == 3 and report.all_binary and report.problems == []
+    assert report.op_histogram["CONV_2D"] == 1 and report.op_histogram["FULLY_CONNECTED"] == 1, report.op_histogram  # stem, head
+    assert report.op_histogram == k3.op_histogram(k3.convert(twin))  # no op for the scales
+    assert report.parity["passed"] and report.parity["unexplained_mismatches"] == 0, report.parity
+    assert report.parity["tie_free_samples"] > 0 and report.parity["tie_free_agreement"] == 1.0, report.parity
+    # c2's bconv writes bitpacked output (its BatchNorm → max-pool → sign became thresholds).
+    assert [bitpacked for _, _, bitpacked in flatbuffer_lib.main_bconvs(report.flatbuffer)] == [True, False, False]
+
+
 def test_packed_signs_is_lces_bitpacking():
     negative = np.zeros((2, 1, 1, 40), bool)
     negative[0, 0, 0, [0, 31]] = True

@@ -242,6 +242,9 @@ RECIPE_QUANTIZERS = {  # recipe: (input quantizer, kernel quantizer, constraint,
     "self_binarizing": ("SelfBinarizingSign", "SelfBinarizingSign", "NoneType", ["h", "v", "v_kernel"]),
     "dab": ("SteSign", "DistributionAwareSign", "WeightClip", []),
     "abr": ("BoundedRectifier", "SteSign", "WeightClip", ["h", "v"]),
+    "approx_sign": ("ApproxSign", "SteSign", "WeightClip", []),
+    "swish_sign": ("SwishSign", "SteSign", "WeightClip", []),
+    "bireal": ("ApproxSign", "MagnitudeAwareSign", "WeightClip", []),
 }
 
 
@@ -273,8 +276,6 @@ def test_every_keras3_recipe_trains_with_its_callbacks(recipe):
 
 
 @pytest.mark.parametrize("recipe, overrides, missing", [
-    ("approx_sign", {}, "input_quantizer ApproxSign"),
-    ("bireal", {}, "kernel_quantizer MagnitudeAwareSign"),
     ("abc", {}, "'abc' layers"),
     ("blrnet", {"epochs": 2}, "'blrnet' layers"),
     ("irnet_cmim", {"epochs": 2}, "auxiliary loss ContrastiveMI"),

@@ -46,14 +46,17 @@ if keras.backend.backend() != "tensorflow":
     )
 
 from tfbin.keras3.binary_quantizers import (  # noqa: E402
+    ApproxSign,
     BoundedRectifier,
     DistributionAwareSign,
     EDESign,
     LibraSign,
+    MagnitudeAwareSign,
     Quantizer,
     SelfBinarizingSign,
     SoftHardQuantizer,
     SteSign,
+    SwishSign,
 )
 from tfbin import _keras2  # noqa: E402
 from tfbin.keras3 import sharpness_values as sharpness  # noqa: E402  (`tfbin.keras3.sharpness`, as `tfbin.sharpness`)
@@ -66,14 +69,17 @@ from tfbin.keras3.verification import binarized_layers, margins, one_bit_limit_b
 from tfbin.keras3.weight_clip import WeightClip  # noqa: E402
 
 __all__ = [
+    "ApproxSign",
     "BoundedRectifier",
     "DistributionAwareSign",
     "EDESign",
     "LibraSign",
+    "MagnitudeAwareSign",
     "Quantizer",
     "SelfBinarizingSign",
     "SoftHardQuantizer",
     "SteSign",
+    "SwishSign",
     "QuantConv2D",
     "QuantDense",
     "WeightClip",

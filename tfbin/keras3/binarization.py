@@ -26,10 +26,11 @@ __all__ = ["Binarized", "binarize", "Keras3Recipe"]
 
 
 class Keras3Recipe:
-    """A `tfbin.recipes.Recipe` made for Keras 3: its quantizers' and constraint's Keras 3 twins,
-    and its callbacks as Keras 3 callbacks; a NotImplementedError names what has no Keras 3
-    version yet (larq's ApproxSign/SwishSign/MagnitudeAwareSign, `MeanCenteredClip`, the
-    ABC-Net/BLRNet layers, CMIM's and ABR's auxiliary losses)."""
+    """A `tfbin.recipes.Recipe` made for Keras 3: its quantizers' and constraint's Keras 3 twins
+    (larq's `SteSign`, `ApproxSign`, `SwishSign`, `MagnitudeAwareSign`, i.e.
+    `binary_quantizers.LARQ_TWINS`, and larq's `WeightClip` included), and its callbacks as Keras 3 callbacks; a NotImplementedError
+    names what has no Keras 3 version yet (`MeanCenteredClip`, the ABC-Net/BLRNet layers, CMIM's
+    and ABR's auxiliary losses)."""
 
     def __init__(self, recipe: recipes_lib.Recipe):
         self.recipe = recipe
@@ -110,9 +111,11 @@ def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **
     model.fit(data, epochs=10, callbacks=callbacks)
     ```
 
-    Recipes whose pieces have no Keras 3 version yet raise NotImplementedError naming them:
-    `approx_sign`, `swish_sign`, `bireal` (larq's quantizers), `abc`, `blrnet` (their layers),
-    `irnet_cmim` (CMIM's loss), `abr` with `slope_growth > 0` and `dab` with `mean_center=True`.
+    larq's baselines (`tfbin.recipes.LARQ_BASELINES`: `ste`, `approx_sign`, `swish_sign`,
+    `bireal`) run here with the Keras 3 twins of larq's quantizers, which compute larq's numbers
+    forward and backward. Recipes whose pieces have no Keras 3 version yet raise
+    NotImplementedError naming them: `abc`, `blrnet` (their layers), `irnet_cmim` (CMIM's loss),
+    `abr` with `slope_growth > 0` and `dab` with `mean_center=True`.
 
     # Arguments
         recipe: a recipe name, config or `tfbin.recipes.Recipe`.
