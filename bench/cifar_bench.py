@@ -17,6 +17,9 @@ export: the number of binarized layers that became `LceBconv2d`, the TFLite/Kera
 agreement on every scored image, and the tie-aware parity on them (`tfbin.export.convert`: the
 tie-free fraction and the disagreements that no near-threshold sign explains). `--validation N` holds out the last N training images and
 scores on them (choices are made there); without it the 10,000 test images score the run.
+`--reexport` measures the export figures of the finished runs again from their kept weights
+(below), e.g. after a change of the exporter or of the parity rule; such a row records the
+commit (`exported_at`).
 Results are written after every run (atomically) and a rerun skips runs already done. A run
 cut off mid-way (the session ends, SIGTERM) continues from its last finished epoch: Keras's
 `BackupAndRestore` keeps each run's checkpoint in `~/.cache/tfbin/cifar_bench/` (or
@@ -32,6 +35,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +70,18 @@ def splits(seed, validation, train_images, manual_dir):
             check.batch(500).cache(), kept)
 
 
+def accuracy_compiled(model, scored):
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return accuracy(model, scored)
+
+
+def trained_weights(path, arm, seed):
+    """Where a finished run's deployed weights are kept (`run`; read by `--reexport`)."""
+    backup = backup_dir(path, arm, seed)
+    return os.path.join(os.path.dirname(os.path.dirname(backup)), "trained",
+                        f"{os.path.basename(os.path.dirname(backup))}_{arm}_seed{seed}.weights.h5")
+
+
 def accuracy(model, scored):
     return float(model.evaluate(scored.batch(500), verbose=0, return_dict=True)["accuracy"])
 
@@ -93,7 +109,7 @@ class ResumeMark(tf.keras.callbacks.Callback):
             self.first_epoch = epoch
 
 
-def run(arm, seed, args, manual_dir, backup):
+def run(arm, seed, args, manual_dir, backup, path):
     tf.keras.utils.set_random_seed(seed)
     train, scored, check, kept = splits(seed, args.validation, args.train_images, manual_dir)
     model, callbacks = build(arm, args.model, args.epochs)
@@ -121,12 +137,19 @@ def run(arm, seed, args, manual_dir, backup):
     if arm == "float":
         return row
     report = regimen.recalibrate_if_it_helps(inner, train.take(100).cache(), check=check)
-    trained = os.path.join(os.path.dirname(os.path.dirname(backup)), "trained")
-    os.makedirs(trained, exist_ok=True)
-    inner.save_weights(os.path.join(trained, f"{os.path.basename(os.path.dirname(backup))}_{arm}_seed{seed}.weights.h5"))
+    weights = trained_weights(path, arm, seed)
+    os.makedirs(os.path.dirname(weights), exist_ok=True)
+    inner.save_weights(weights)
     with tfbin.hard(inner):
         row["hard_accuracy_deployed"] = round(accuracy(inner, scored), 4)
     row["recalibration_applied"] = report["applied"]
+    row.update(export_figures(inner, scored))
+    return row
+
+
+def export_figures(inner, scored) -> dict:
+    """The export of the deployed model: its binary convs, TFLite accuracy and agreement with
+    Keras, and the tie-aware parity (`tfbin.export.convert`) on every scored image."""
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "model.tflite")
         # Tie-aware parity on every scored image: which disagreements are rounding at a threshold.
@@ -134,7 +157,7 @@ def run(arm, seed, args, manual_dir, backup):
         converted = export.convert(inner, path, sample_inputs=images, latency=False)
         with open(path, "rb") as f:
             tflite = export.tflite_accuracy(f.read(), scored, inner, batch_size=500)
-    row.update({
+    return {
         "binarized_layers": len(binarized_layers(inner)),
         "lce_bconv_layers": sum(r["lce_op"] == "LceBconv2d" for r in converted.layers),
         "tflite_accuracy": round(tflite["tflite_accuracy"], 4),
@@ -142,8 +165,28 @@ def run(arm, seed, args, manual_dir, backup):
         "tie_free_fraction": round(converted.parity["tie_free_fraction"], 4),
         "unexplained_mismatches": converted.parity["unexplained_mismatches"],
         "tflite_bytes": converted.size_bytes,
-    })
-    return row
+    }
+
+
+def reexport(rows, args, manual_dir, path):
+    """`--reexport`: the export figures of every run whose deployed weights were kept, again
+    (e.g. after a change of the export or of its parity rule), with the commit that measured them."""
+    _, scored, _, _ = splits(0, args.validation, args.train_images, manual_dir)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    for row in rows:
+        weights = trained_weights(path, row["arm"], row["seed"])
+        if row["arm"] == "float" or not os.path.exists(weights):
+            continue
+        model, _ = build(row["arm"], args.model, args.epochs)
+        inner = tfbin.unwrap(model)
+        inner.load_weights(weights)
+        with tfbin.hard(inner):
+            deployed = round(accuracy_compiled(inner, scored), 4)
+        if abs(deployed - row["hard_accuracy_deployed"]) > 5e-4:
+            raise SystemExit(f"{weights}: deployed accuracy {deployed}, the row says {row['hard_accuracy_deployed']}: not that run's weights")
+        row.update(export_figures(inner, scored), exported_at=commit)
+        print(f"seed {row['seed']} {row['arm']}: re-exported, {row['unexplained_mismatches']} unexplained, "
+              f"tie-free {row['tie_free_fraction']}, agreement {row['tflite_keras_agreement']}", flush=True)
 
 
 def summarize(rows, arms):
@@ -174,6 +217,22 @@ def summarize(rows, arms):
     return summary
 
 
+def write(path, rows, args, protocol, arms, command=None):
+    result = {
+        "command": command or ("python bench/cifar_bench.py " + " ".join(sys.argv[1:])).strip(),
+        **protocol,
+        "data": data.source("cifar10"),
+        "batch_size": BATCH,
+        "optimizer": f"SGD(lr {LR} cosine to 0, momentum {MOMENTUM}, weight_decay {WEIGHT_DECAY})",
+        "scored_on": f"the last {args.validation} training images" if args.validation else "the 10,000-image test set",
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "device": "CPU"},
+        "versions": {"tensorflow": tf.__version__},
+        "runs": rows,
+        "summary": {"cifar10": summarize(rows, arms)},
+    }
+    _io.write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+
+
 def main():
     arms = ["float", *recipes.LARQ_BASELINES, *[r for r in recipes.available() if r not in recipes.LARQ_BASELINES]]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -187,6 +246,7 @@ def main():
                         help="where the CIFAR-10 images are if it is not prepared yet")
     parser.add_argument("--out", default=None, help="default: bench/results/cifar10[_MODEL][_val].json")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--reexport", action="store_true", help="measure the export of the runs already done again, from their kept weights")
     args = parser.parse_args()
     unknown = sorted(set(args.arms.split(",")) - set(arms))
     if unknown:
@@ -199,29 +259,21 @@ def main():
     previous = json.load(open(path)) if os.path.exists(path) else {}
     rows = previous.get("runs", []) if all(previous.get(k) == v for k, v in protocol.items()) else []
     manual_dir = args.manual_dir if os.path.exists(args.manual_dir) else None
+    if args.reexport:
+        reexport(rows, args, manual_dir, path)
+        write(path, rows, args, protocol, arms, previous.get("command"))
+        return
     started = time.time()
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
             if any(r["arm"] == arm and r["seed"] == seed for r in rows):
                 continue
             backup = backup_dir(path, arm, seed)
-            row = run(arm, seed, args, manual_dir, backup)
+            row = run(arm, seed, args, manual_dir, backup, path)
             rows.append(row)
             print(f"seed {seed} {arm}: hard {row['hard_accuracy']:.4f} deployed {row.get('hard_accuracy_deployed')} "
                   f"soft {row['soft_accuracy']:.4f}, {row['step_ms']} ms/step ({time.time() - started:.0f} s)", flush=True)
-            result = {
-                "command": ("python bench/cifar_bench.py " + " ".join(sys.argv[1:])).strip(),
-                **protocol,
-                "data": data.source("cifar10"),
-                "batch_size": BATCH,
-                "optimizer": f"SGD(lr {LR} cosine to 0, momentum {MOMENTUM}, weight_decay {WEIGHT_DECAY})",
-                "scored_on": f"the last {args.validation} training images" if args.validation else "the 10,000-image test set",
-                "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "device": "CPU"},
-                "versions": {"tensorflow": tf.__version__},
-                "runs": rows,
-                "summary": {"cifar10": summarize(rows, arms)},
-            }
-            _io.write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+            write(path, rows, args, protocol, arms)
             shutil.rmtree(backup)
 
 
