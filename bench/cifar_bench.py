@@ -17,7 +17,7 @@ export: the number of binarized layers that became `LceBconv2d`, the TFLite/Kera
 agreement on every scored image, and the tie-aware parity on them (`tfbin.export.convert`: the
 tie-free fraction and the disagreements that no near-threshold sign explains). `--validation N` holds out the last N training images and
 scores on them (choices are made there); without it the 10,000 test images score the run.
-`--reexport` measures the export figures of the finished runs again from their kept weights
+`--reexport` measures the export figures of the finished runs (of `--arms`) again from their kept weights
 (below), e.g. after a change of the exporter or of the parity rule; such a row records the
 commit (`exported_at`).
 Results are written after every run (atomically) and a rerun skips runs already done. A run
@@ -175,7 +175,7 @@ def reexport(rows, args, manual_dir, path):
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for row in rows:
         weights = trained_weights(path, row["arm"], row["seed"])
-        if row["arm"] == "float" or not os.path.exists(weights):
+        if row["arm"] == "float" or row["arm"] not in args.arms.split(",") or not os.path.exists(weights):
             continue
         model, _ = build(row["arm"], args.model, args.epochs)
         inner = tfbin.unwrap(model)
