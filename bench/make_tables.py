@@ -438,7 +438,8 @@ def cifar10_table(data):
         f"*vs larq's best*: deployed mean minus that of larq's best baseline here"
         + (f" (`{best[0]}`, {best[1]:.4f})" if best else "") + ". *export*: binarized convs that became `LceBconv2d` / binarized "
         "layers, and the lowest TFLite/Keras argmax agreement on the test images (with, where measured, the disagreements "
-        "on tie-free images: no sign within rounding of its threshold explains them). Step time on a shared 2-core host "
+        "on tie-free images: no sign within rounding of its threshold explains them, and the share of tie-free test images; "
+        "the rule as in the export table below, `cifar_bench.py --reexport` re-measures kept runs after a change of it). Step time on a shared 2-core host "
         f"({data['host']['cpus']} CPUs), median of epochs 2+.",
         "",
         "| arm | runs | hard | deployed | vs larq's best | soft − hard | export | agreement | ms / step |",
@@ -456,7 +457,8 @@ def cifar10_table(data):
         export = ", ".join(sorted({f"{r['lce_bconv_layers']}/{r['binarized_layers']}" for r in exported})) or "—"
         agreement = f"{s['tflite_agreement_min']:.4f}" if s.get("tflite_agreement_min") is not None else "—"
         unexplained = [r["unexplained_mismatches"] for r in mine if "unexplained_mismatches" in r]
-        agreement += f" ({sum(unexplained)} unexplained)" if unexplained else ""
+        tie_free = [r["tie_free_fraction"] for r in mine if "tie_free_fraction" in r]
+        agreement += f" ({sum(unexplained)} unexplained; tie-free {min(tie_free):.1%})" if unexplained else ""
         lines.append(f"| `{arm}` | {s['runs']} | {s['hard_mean']:.4f}{spread('hard_std')} | {dep} | {versus} "
                      f"| {100 * s['soft_hard_gap_mean']:+.2f} | {export} | {agreement} | {s['step_ms_median'] or '—'} |")
     if missing:
