@@ -51,6 +51,7 @@ import keras  # noqa: E402  (Keras 3)
 import larq_compute_engine as lce  # noqa: E402
 
 import tfbin.keras3 as k3  # noqa: E402
+import accuracy_bench  # noqa: E402  (bench/, the script's folder)
 from tfbin import _io, data, export, regimen  # noqa: E402
 from tfbin.export import parity as parity_lib  # noqa: E402
 from tfbin.models import small  # noqa: E402
@@ -106,27 +107,6 @@ def copy_weights(weights, model3):
 
 # ---------------------------------------------------------------------------------------------
 # Training and scoring, the same code for both paths where the frameworks allow
-
-
-def step_timer(base):
-    """accuracy_bench's StepTimer as a callback of `base` (tf.keras's or Keras 3's Callback)."""
-
-    class StepTimer(base):
-        def __init__(self):
-            super().__init__()
-            self.times, self.epoch = [], 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch >= 1 or self.params.get("epochs", 1) == 1:  # epoch 1 includes tracing (kept for 1-epoch smoke runs)
-                self.times.append(time.perf_counter() - self.start)
-
-    return StepTimer()
 
 
 def train_batches(seed, train_images):
@@ -234,7 +214,7 @@ def run(path, recipe, seed, args, test, initial=None):
         warnings.simplefilter("ignore")
         model, callbacks = path.binarize(float_model, recipe, args.epochs)
     path.compile(model, args.epochs * int(train.cardinality()))
-    timer = step_timer(path.Callback)
+    timer = accuracy_bench.step_timer_class(path.Callback)()
     start = time.time()
     model.fit(train, epochs=args.epochs, callbacks=[*callbacks, timer], verbose=0)
     row = {"path": path.name, "recipe": recipe, "seed": seed, "train_seconds": round(time.time() - start, 1),

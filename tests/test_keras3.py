@@ -141,18 +141,19 @@ def test_the_larq_twins_configs_round_trip_and_larqs_configs_make_them():
     assert k3.QuantConv2D(4, 3, input_quantizer="approx_sign", kernel_quantizer="magnitude_aware_sign").kernel_quantizer.clip_value == 1.0
 
 
-def small_float_cnn():
-    """A float conv net: a stem, two convs and a hidden Dense (binarized by the recipes), a head."""
+def small_float_cnn(width=16, classes=4, head_activation="softmax"):
+    """A float conv net: a stem, two convs and a hidden Dense (binarized by the recipes), a head.
+    `width` 32 fills one bitpacked word per pixel (LCE writes such a bconv's output bitpacked)."""
     L = keras.layers
     return keras.Sequential([
         keras.Input((12, 12, 3)),
         L.Conv2D(8, 3, padding="same", name="c1"), L.BatchNormalization(name="bn1"), L.ReLU(name="r1"),
-        L.Conv2D(16, 3, padding="same", name="c2"), L.BatchNormalization(name="bn2"), L.ReLU(name="r2"),
+        L.Conv2D(width, 3, padding="same", name="c2"), L.BatchNormalization(name="bn2"), L.ReLU(name="r2"),
         L.MaxPooling2D(name="p"),
-        L.Conv2D(16, 3, padding="same", name="c3"), L.BatchNormalization(name="bn3"), L.ReLU(name="r3"),
+        L.Conv2D(width, 3, padding="same", name="c3"), L.BatchNormalization(name="bn3"), L.ReLU(name="r3"),
         L.GlobalAveragePooling2D(name="g"),
-        L.Dense(16, name="h"), L.BatchNormalization(name="bnh"), L.ReLU(name="rh"),
-        L.Dense(4, activation="softmax", name="out"),
+        L.Dense(width, name="h"), L.BatchNormalization(name="bnh"), L.ReLU(name="rh"),
+        L.Dense(classes, activation=head_activation, name="out"),
     ])
 
 

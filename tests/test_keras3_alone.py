@@ -16,15 +16,9 @@ import tensorflow as tf
 
 import tfbin.keras3 as tb
 from tfbin import schedules
+from gradients import value_and_grad
 
 WITHOUT_KERAS2 = importlib.util.find_spec("larq") is None
-
-def value_and_grad(quantizer, x):
-    x = tf.convert_to_tensor(x, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = quantizer(x)
-    return y.numpy(), tape.gradient(y, x).numpy()
 
 
 @pytest.mark.skipif(not WITHOUT_KERAS2, reason="larq is installed: the Keras 2 path may load it (test_keras3.py checks the import in a subprocess)")

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tfbin.keras3 as k3
 from tfbin import cli, export
 from tfbin.export import converter, flatbuffer as flatbuffer_lib, keras3_convert
+from test_keras3 import small_float_cnn  # the same net, 32 wide here
 
 
 def binary_net(dense_input_quantizer="ste_sign"):
@@ -146,21 +147,6 @@ def test_a_bconv_writing_bitpacked_output_maps_with_its_negative_gamma_channels_
     assert not flatbuffer_lib.holds_signs(stored, negative) and flatbuffer_lib.holds_signs(stored, negative, True)
 
 
-def small_float_cnn():
-    """A float conv net whose second and third convs and hidden Dense a recipe binarizes."""
-    L = keras.layers
-    return keras.Sequential([
-        keras.Input((12, 12, 3)),
-        L.Conv2D(8, 3, padding="same", name="c1"), L.BatchNormalization(name="bn1"), L.ReLU(name="r1"),
-        L.Conv2D(32, 3, padding="same", name="c2"), L.BatchNormalization(name="bn2"), L.ReLU(name="r2"),
-        L.MaxPooling2D(name="p"),
-        L.Conv2D(32, 3, padding="same", name="c3"), L.BatchNormalization(name="bn3"), L.ReLU(name="r3"),
-        L.GlobalAveragePooling2D(name="g"),
-        L.Dense(32, name="h"), L.BatchNormalization(name="bnh"), L.ReLU(name="rh"),
-        L.Dense(10, name="out"),
-    ])
-
-
 def test_a_bireal_net_exports_its_magnitude_aware_kernels_as_binary_convs(rng, tmp_path):
     # bireal's MagnitudeAwareSign kernels are mean|W_o|·sign(W_o): LCE folds the per-output-channel
     # scale into the binary conv's output multiplier (or its output thresholds, where the bconv
@@ -168,7 +154,7 @@ def test_a_bireal_net_exports_its_magnitude_aware_kernels_as_binary_convs(rng, t
     # of approx_sign's twin net (the same graph with SteSign kernels), every binarized layer an
     # LceBconv2d matched by its kernel's signs, with parity.
     keras.utils.set_random_seed(0)
-    float_model = small_float_cnn()
+    float_model = small_float_cnn(width=32, classes=10, head_activation=None)
     for name in ("c2", "c3", "h"):  # unequal channel scales: a real test of the fold
         kernel = float_model.get_layer(name).kernel
         kernel.assign(kernel.numpy() * rng.uniform(0.1, 1.0, kernel.shape[-1]).astype("float32"))

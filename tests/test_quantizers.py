@@ -11,14 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from tfbin import quantizers as Q
 from tfbin import sharpness
-
-
-def value_and_grad(quantizer, x):
-    x = tf.convert_to_tensor(x, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = quantizer(x)
-    return y.numpy(), tape.gradient(y, x).numpy()
+from gradients import value_and_grad
 
 
 def np_sign(x):
