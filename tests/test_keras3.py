@@ -611,6 +611,9 @@ def test_keras3_path_works_where_tensorflow_came_with_keras3_and_loads_no_keras2
         import tfbin.keras3 as k3
         model = keras.Sequential([keras.Input((4, 4, 2)), k3.QuantConv2D(8, 3, input_quantizer="ede_sign", kernel_quantizer="ste_sign")])
         print(dict(k3.op_histogram(k3.convert(model))))
+        float_model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(8, 3), keras.layers.Conv2D(8, 3), keras.layers.Flatten(), keras.layers.Dense(2)])
+        binarized, callbacks = k3.binarize(float_model, "self_binarizing", epochs=3)  # the recipes need no Keras 2
+        assert [type(c).__name__ for c in callbacks] == ["SharpeningScheduler"], callbacks
         print(sorted(m for m in ("larq", "tf_keras", "larq_zoo") if m in sys.modules))
     """)
     assert result.returncode == 0, result.stderr[-3000:]

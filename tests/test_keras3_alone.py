@@ -95,3 +95,34 @@ def test_an_export_verifies_against_lces_interpreter():
     x = rng.uniform(size=(32, 12, 12, 3)).astype(np.float32)
     found = tb.verify(model, tb.convert(model), x)
     assert found["passed"] and found["samples"] == 32 and found["unexplained_mismatches"] == 0, found
+
+
+@pytest.mark.margin(exact="layer classes, quantizer classes, sharpness against the schedule, the op histogram")
+def test_binarize_applies_a_built_in_recipe_without_keras2():
+    # The recipes are tfbin.builtin_recipes' configs: IR-Net's EDE activations and Libra-PB kernels,
+    # its EDE schedule driving the sharpness, every binarized layer an LCE binary conv.
+    L = keras.layers
+    float_model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.Conv2D(32, 3, padding="same", activation="relu"),
+        L.GlobalAveragePooling2D(),
+        L.Dense(32, activation="relu"),
+        L.Dense(4),
+    ])
+    with pytest.warns(UserWarning, match="removed activation 'relu'"):
+        model, callbacks = tb.binarize(float_model, "irnet", epochs=2, t_min=0.5, t_max=5.0)
+    binary = [l for l in model.layers if isinstance(l, (tb.QuantConv2D, tb.QuantDense))]
+    assert [type(l).__name__ for l in binary] == ["QuantConv2D", "QuantDense"]
+    assert all(type(l.input_quantizer) is tb.EDESign and type(l.kernel_quantizer) is tb.LibraSign for l in binary)
+    assert [type(c) for c in callbacks] == [tb.SharpeningScheduler]
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(size=(32, 12, 12, 3)).astype(np.float32), np.arange(32) % 4
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=callbacks)
+    assert tb.sharpness.get(model, "t") == pytest.approx(schedules.ede(0.5, 5.0, epochs=2)["t"](1), rel=1e-6)
+    assert tb.op_histogram(tb.convert(model))["LceBconv2d"] == 2
+    with pytest.raises(NotImplementedError, match="ContrastiveMI"):
+        tb.binarize(float_model, "irnet_cmim", epochs=2)
+    with pytest.raises(ValueError, match="Unknown recipe 'irnett'"):
+        tb.binarize(float_model, "irnett", epochs=2)

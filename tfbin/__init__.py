@@ -62,7 +62,7 @@ def _load_keras2_api():
     from tfbin.binarize import Binarized, binarize  # noqa: F401
     from tfbin.mode import hard  # noqa: F401
 
-    training = auxiliary  # its name before 0.2: `tfbin.training.TrainingModel` keeps working
+    training = auxiliary  # the module's first name (0.1.0 development): `tfbin.training.TrainingModel` keeps working
     globals().update({name: value for name, value in locals().items() if name in __all__})
 
 

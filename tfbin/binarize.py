@@ -3,32 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import NamedTuple
 
 import larq as lq
 import tensorflow as tf
 
 from tfbin import _graph, _quiet, families, frameworks
 from tfbin import recipes as recipes_lib
+from tfbin.frameworks import Binarized
 from tfbin.introspect import precision
 
 __all__ = ["Binarized", "binarize"]
-
-
-class _ModelAndCallbacks(NamedTuple):
-    model: tf.keras.Model
-    callbacks: list
-
-
-class Binarized(_ModelAndCallbacks):
-    """What `binarize` returns: `model.fit(..., callbacks=callbacks)` is all a user writes.
-
-    It unpacks as `(model, callbacks)`; `.changes` lists what `binarize` changed in a float
-    model's graph besides the quantizers (activations removed, BatchNormalization inserted),
-    one sentence per kind of change, naming the layers.
-    """
-
-    changes: list
 
 
 def _is_larq_binary_weight_layer(layer) -> bool:

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tfbin import _quiet
 from tfbin._registry import serializable
+from tfbin.formulas import BLRNET_LOGIT_SCALE
 from tfbin.larq_layers import LARQ
 from tfbin.layer_family import LayerFamily
 from tfbin.quantizers import RelaxedSign, WeightMode, check_logit_scale
@@ -28,8 +29,7 @@ __all__ = ["BLRNET", "BLRNetFamily", "BLRLayer", "BLRConv2D", "BLRDense", "Logit
 TRANSFER_CLIP = 0.9
 # Added to σ² under the square root: keeps d√σ²/dσ² finite when every weight saturates.
 _VARIANCE_FLOOR = 1e-6
-# k of the kernel's θ/k parameterization (`tfbin.blrnet`'s docstring): chosen by measurement.
-LOGIT_SCALE = 100.0
+LOGIT_SCALE = BLRNET_LOGIT_SCALE  # k of the kernel's θ/k parameterization (`tfbin.blrnet`'s docstring)
 
 
 def _register(cls):

@@ -20,6 +20,7 @@ import tensorflow as tf
 __all__ = [
     "EDE_T_MIN",
     "EDE_T_MAX",
+    "BLRNET_LOGIT_SCALE",
     "SELF_BINARIZING_SHARPNESS",
     "EDE_SHARPNESS",
     "BOUNDED_RECTIFIER_SHARPNESS",
@@ -44,6 +45,9 @@ __all__ = [
 
 # IR-Net's EDE range (the paper's T_min and T_max): the one place these defaults live.
 EDE_T_MIN, EDE_T_MAX = 0.1, 10.0
+
+# BLRNet's k of the kernel's θ/k parameterization (`tfbin.blrnet`'s docstring): chosen by measurement.
+BLRNET_LOGIT_SCALE = 100.0
 
 # Each quantizer's sharpness roles and their initial values (`{role: value}`).
 SELF_BINARIZING_SHARPNESS = {"v": 1.0, "h": 0.0}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +37,7 @@ import tfbin.schedules as schedules_lib  # not `from tfbin import`: in a Keras 3
 from tfbin import quantizer_forms
 
 __all__ = [
+    "Binarized",
     "Framework",
     "Changes",
     "INSERT_MODES",
@@ -51,6 +53,23 @@ __all__ = [
     "QUANTIZERS",
     "quantizer_classes",
 ]
+
+class _ModelAndCallbacks(NamedTuple):
+    model: object
+    callbacks: list
+
+
+class Binarized(_ModelAndCallbacks):
+    """What `binarize` returns (`tfbin.binarize` and `tfbin.keras3.binarize`):
+    `model.fit(..., callbacks=callbacks)` is all a user writes.
+
+    It unpacks as `(model, callbacks)`; `.changes` lists what `binarize` changed in a float
+    model's graph besides the quantizers (activations removed, BatchNormalization inserted),
+    one sentence per kind of change, naming the layers.
+    """
+
+    changes: list
+
 
 # `binarize(..., insert_batch_norm=...)`
 INSERT_MODES = ("auto", "always", "never")

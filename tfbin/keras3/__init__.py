@@ -29,14 +29,11 @@ math (`tfbin.formulas`) and each quantizer's definition (`tfbin.quantizer_forms`
 path's; only the layer glue is Keras 3's.
 
 Training a float Keras 3 model into a binary one is `binarize(model, recipe, epochs=...)` with
-`tfbin.recipes`' recipes, which returns the model and its callbacks (`SharpeningScheduler`
-driving the sharpness weights on `tfbin.schedules`' schedules); `recalibrate` re-estimates
-BatchNorm statistics in the hard form. `binarize` reads the recipes of `tfbin.recipes`, which
-are built from larq objects: it needs the Keras 2 side loaded first (`import tfbin`, then
-`import keras`); everything else here works without it.
+tfbin's built-in recipes (`tfbin.builtin_recipes`, the recipes of `tfbin.recipes`), which returns
+the model and its callbacks (`SharpeningScheduler` driving the sharpness weights on
+`tfbin.schedules`' schedules); `recalibrate` re-estimates BatchNorm statistics in the hard form.
+None of it needs larq or tf-keras.
 """
-import importlib
-
 import keras
 
 if keras.backend.backend() != "tensorflow":
@@ -58,10 +55,10 @@ from tfbin.keras3.binary_quantizers import (  # noqa: E402
     SteSign,
     SwishSign,
 )
-from tfbin import _keras2  # noqa: E402
 from tfbin.keras3 import sharpness_values as sharpness  # noqa: E402  (`tfbin.keras3.sharpness`, as `tfbin.sharpness`)
 from tfbin.keras3.recalibration import recalibrate  # noqa: E402
 from tfbin.keras3.sharpening import SharpeningScheduler  # noqa: E402
+from tfbin.keras3.binarization import Binarized, binarize  # noqa: E402
 from tfbin.keras3.hard_form import hard, quantizers  # noqa: E402
 from tfbin.keras3.lce_export import convert, float_flatbuffer, op_histogram  # noqa: E402
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense  # noqa: E402
@@ -98,24 +95,3 @@ __all__ = [
     "one_bit_limit_bytes",
     "verify",
 ]
-_WITH_RECIPES = ("binarize", "Binarized")  # from tfbin.keras3.binarization, loaded on first use
-
-
-def _binarization():
-    """`tfbin.keras3.binarization`, which reads `tfbin.recipes` (larq objects: Keras 2 needed)."""
-    try:
-        _keras2.ensure_keras2()
-    except ImportError as err:
-        raise ImportError(
-            "tfbin.keras3.binarize reads the recipes of tfbin.recipes, which are built from larq objects and "
-            "need tfbin's Keras 2 side (larq, tf-keras) in this process, and TensorFlow here came with Keras 3. "
-            "Import tfbin before keras or TensorFlow (`import tfbin`, then `import keras`, then `import "
-            "tfbin.keras3`). The layers, quantizers, SharpeningScheduler, recalibrate and convert work without it."
-        ) from err
-    return importlib.import_module("tfbin.keras3.binarization")
-
-
-def __getattr__(name):
-    if name in _WITH_RECIPES:
-        return getattr(_binarization(), name)
-    raise AttributeError(f"module 'tfbin.keras3' has no attribute {name!r}")

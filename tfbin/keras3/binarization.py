@@ -1,23 +1,19 @@
 """`tfbin.keras3.binarize(model, recipe)`: a float Keras 3 model -> a binary one trained with a recipe.
 
-The recipes are `tfbin.recipes`' (the same names, defaults and parameters as `tfbin.binarize`);
-a recipe's quantizers, constraint and schedules are read from its config, and each quantizer
-becomes its Keras 3 twin (`tfbin.keras3.binary_quantizers.get`), each schedule drives
-`tfbin.keras3.SharpeningScheduler`. The graph rules are `tfbin.binarize`'s, the same code
-(`tfbin.frameworks`, on Keras 3's graph: `tfbin.keras3.float_graph`). What it returns is
-`tfbin.binarize`'s `Binarized`.
-
-`tfbin.recipes` builds its recipes from larq objects, so this module needs the Keras 2 side of
-tfbin loaded in the process (`import tfbin` before Keras 3's `import keras`): `tfbin.keras3`
-loads it on first use of `binarize` and says so where it cannot.
+The recipes are tfbin's built-in ones (`tfbin.builtin_recipes`: the same names, defaults and
+parameters as `tfbin.binarize`); a recipe's quantizers, constraint and schedules are read from its
+config, and each quantizer becomes its Keras 3 twin (`tfbin.keras3.binary_quantizers.get`), each
+schedule drives `tfbin.keras3.SharpeningScheduler`. The graph rules are `tfbin.binarize`'s, the
+same code (`tfbin.frameworks`, on Keras 3's graph: `tfbin.keras3.float_graph`). What it returns
+is `tfbin.binarize`'s `Binarized`. Nothing here needs larq or tf-keras.
 """
 from __future__ import annotations
 
 import keras
 
-from tfbin import frameworks
-from tfbin import recipes as recipes_lib
-from tfbin.binarize import Binarized, resolve_recipe
+from tfbin import builtin_recipes, frameworks
+import tfbin.schedules as schedules_lib  # not `from tfbin import`: in a Keras 3 process that loads tfbin's Keras 2 API
+from tfbin.frameworks import Binarized
 from tfbin.keras3 import binary_quantizers, float_graph, weight_clip
 from tfbin.keras3.sharpening import SharpeningScheduler
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense
@@ -26,29 +22,32 @@ __all__ = ["Binarized", "binarize", "Keras3Recipe"]
 
 
 class Keras3Recipe:
-    """A `tfbin.recipes.Recipe` made for Keras 3: its quantizers' and constraint's Keras 3 twins
-    (larq's `SteSign`, `ApproxSign`, `SwishSign`, `MagnitudeAwareSign`, i.e.
-    `binary_quantizers.LARQ_TWINS`, and larq's `WeightClip` included), and its callbacks as Keras 3 callbacks; a NotImplementedError
+    """A recipe config (`tfbin.builtin_recipes.make`, or `tfbin.recipes.Recipe.get_config()`)
+    made for Keras 3: its quantizers' and constraint's Keras 3 twins (larq's `SteSign`,
+    `ApproxSign`, `SwishSign`, `MagnitudeAwareSign`, i.e. `binary_quantizers.LARQ_TWINS`, and
+    larq's `WeightClip` included), and its callbacks as Keras 3 callbacks; a NotImplementedError
     names what has no Keras 3 version yet (`MeanCenteredClip`, the ABC-Net/BLRNet layers, CMIM's
     and ABR's auxiliary losses)."""
 
-    def __init__(self, recipe: recipes_lib.Recipe):
-        self.recipe = recipe
-        config = recipe.get_config()
+    def __init__(self, config: dict):
+        self.name = config["name"]
+        self.keep_full_precision = tuple(config.get("keep_full_precision", ("first", "last")))
+        self.update_freq = frameworks.check_update_freq(config.get("update_freq", "epoch"))
+        self.schedules = {k: schedules_lib.get(v) for k, v in (config.get("schedules") or {}).items()}
         missing = []
-        if recipe.layer_type is not None:
-            missing.append(f"its {recipe.layer_type!r} layers (a layer family of tfbin.families, Keras 2 only) replace Conv2D/Dense")
-        missing += [f"its auxiliary loss {type(loss).__name__} (tfbin.losses)" for loss in recipe.losses]
+        if config.get("layer_type") is not None:
+            missing.append(f"its {config['layer_type']!r} layers (a layer family of tfbin.families, Keras 2 only) replace Conv2D/Dense")
+        missing += [f"its auxiliary loss {self._name(loss)} (tfbin.losses)" for loss in config.get("losses") or []]
         for role in ("input_quantizer", "kernel_quantizer"):
-            identifier = config[role]
+            identifier = config.get(role)
             if identifier is not None and self._quantizer_class(identifier) is None:
                 missing.append(f"its {role} {self._name(identifier)} (a Keras 2 quantizer)")
-        constraint = config["kernel_constraint"]
+        constraint = config.get("kernel_constraint")
         if constraint is not None and self._name(constraint) not in ("WeightClip", "weight_clip", "tfbin>WeightClip"):
             missing.append(f"its kernel_constraint {self._name(constraint)}")
         if missing:
             raise NotImplementedError(
-                f"Recipe {recipe.name!r} has no Keras 3 version yet: {'; '.join(missing)}. tfbin.keras3 has the quantizers "
+                f"Recipe {self.name!r} has no Keras 3 version yet: {'; '.join(missing)}. tfbin.keras3 has the quantizers "
                 f"{sorted(binary_quantizers.ALIASES)} and the constraint 'weight_clip'; use the Keras 2 path (tfbin.binarize)."
             )
         self.config = config
@@ -57,7 +56,7 @@ class Keras3Recipe:
     def _name(identifier) -> str:
         if isinstance(identifier, dict):
             return identifier.get("registered_name") or identifier.get("class_name")
-        return identifier
+        return identifier if isinstance(identifier, str) else type(identifier).__name__
 
     @classmethod
     def _quantizer_class(cls, identifier):
@@ -77,8 +76,7 @@ class Keras3Recipe:
 
     def callbacks(self) -> list:
         """The Keras 3 callbacks `model.fit` needs (the recipe's sharpening schedules)."""
-        recipe = self.recipe
-        return [SharpeningScheduler(recipe.schedules, update_freq=recipe.update_freq)] if recipe.schedules else []
+        return [SharpeningScheduler(self.schedules, update_freq=self.update_freq)] if self.schedules else []
 
     def quantize(self, layer, config):
         """The binary layer for `layer` (its `config`, possibly changed), as `tfbin.binarize` makes it."""
@@ -111,23 +109,23 @@ def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **
     model.fit(data, epochs=10, callbacks=callbacks)
     ```
 
-    larq's baselines (`tfbin.recipes.LARQ_BASELINES`: `ste`, `approx_sign`, `swish_sign`,
+    larq's baselines (`tfbin.builtin_recipes.LARQ_BASELINES`: `ste`, `approx_sign`, `swish_sign`,
     `bireal`) run here with the Keras 3 twins of larq's quantizers, which compute larq's numbers
     forward and backward. Recipes whose pieces have no Keras 3 version yet raise
     NotImplementedError naming them: `abc`, `blrnet` (their layers), `irnet_cmim` (CMIM's loss),
     `abr` with `slope_growth > 0` and `dab` with `mean_center=True`.
 
     # Arguments
-        recipe: a recipe name, config or `tfbin.recipes.Recipe`.
+        recipe: a built-in recipe's name (`tfbin.builtin_recipes.available()`), a recipe config,
+            or a `tfbin.recipes.Recipe` (the Keras 2 side's: a recipe of one's own).
         epochs: the length of the recipe's schedules (needed by recipes that sharpen).
         insert_batch_norm: `"auto"` (default), `"always"` or `"never"` (`tfbin.binarize`).
         **overrides: parameters of the named recipe (e.g. `t_min=0.01`).
     """
     float_graph.check_rebuildable(model)
     frameworks.check_insert_mode(insert_batch_norm)
-    recipe = resolve_recipe(recipe, epochs, overrides)
-    keras3_recipe = Keras3Recipe(recipe)
-    targets = frameworks.targets(float_graph.KERAS3, model, recipe)
+    keras3_recipe = Keras3Recipe(_config(recipe, epochs, overrides))
+    targets = frameworks.targets(float_graph.KERAS3, model, keras3_recipe)
     changes = frameworks.Changes()
     if not any(float_graph.is_binary_layer(l) for l in model.layers):  # a binary model chose its own graph
         changes = float_graph.prepare(model, targets, insert_batch_norm=insert_batch_norm)
@@ -136,3 +134,20 @@ def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **
     result = Binarized(float_graph.rebuild(model, changes, quantize), keras3_recipe.callbacks())
     result.changes = changes.lines
     return result
+
+
+def _config(recipe, epochs, overrides) -> dict:
+    """`binarize`'s recipe argument as a recipe config: a built-in recipe's name with `epochs` and
+    the overrides, a config, or a `tfbin.recipes.Recipe` (the Keras 2 side's, e.g. a recipe of
+    one's own registered with `tfbin.recipes.register`)."""
+    if isinstance(recipe, str):
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        return builtin_recipes.make(recipe, **overrides)
+    if overrides:
+        raise ValueError("Overrides apply to recipe names; a recipe config or Recipe object is already complete.")
+    if isinstance(recipe, dict):
+        return recipe
+    if callable(getattr(recipe, "get_config", None)):
+        return recipe.get_config()
+    raise TypeError(f"recipe must be a recipe name ({builtin_recipes.available()}), a recipe config or a tfbin.recipes.Recipe; got {recipe!r}.")
