@@ -1,6 +1,7 @@
 """Constraints on latent (float) kernels, applied by Keras after every optimizer step."""
 import tensorflow as tf
 
+from tfbin import formulas
 from tfbin._registry import serializable
 
 
@@ -31,13 +32,7 @@ class MeanCenteredClip(tf.keras.constraints.Constraint):
         self.clip_value = float(clip_value)
 
     def __call__(self, w):
-        if w.shape.rank is not None and w.shape.rank < 2:
-            raise ValueError(
-                f"MeanCenteredClip centres a kernel over its input channels (axis -2); it got a tensor of "
-                f"shape {w.shape}. Use it as a Conv/Dense kernel_constraint, not on a bias or a scale."
-            )
-        w = w - tf.reduce_mean(w, axis=-2, keepdims=True)
-        return tf.clip_by_value(w, -self.clip_value, self.clip_value)
+        return formulas.mean_centered_clip(w, self.clip_value)
 
     def get_config(self):
         return {"clip_value": self.clip_value}

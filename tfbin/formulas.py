@@ -26,6 +26,7 @@ __all__ = [
     "BOUNDED_RECTIFIER_SHARPNESS",
     "sharpness_names",
     "channel_axes",
+    "mean_centered_clip",
     "sign",
     "ste_sign",
     "ede_sign",
@@ -72,6 +73,18 @@ def sharpness_names(owner: str, defaults: dict, names: dict | None) -> dict:
 def channel_axes(x):
     """All axes but the last (output channels of a Keras kernel)."""
     return list(range(x.shape.rank - 1))
+
+
+def mean_centered_clip(w, clip_value: float):
+    """`clip(w − mean_{c_in}(w), −c, c)`: a kernel centred over its input channels (axis −2, for
+    every output channel and kernel position), then clipped (DAB's official code's step)."""
+    if w.shape.rank is not None and w.shape.rank < 2:
+        raise ValueError(
+            f"MeanCenteredClip centres a kernel over its input channels (axis -2); it got a tensor of "
+            f"shape {w.shape}. Use it as a Conv/Dense kernel_constraint, not on a bias or a scale."
+        )
+    w = w - tf.reduce_mean(w, axis=-2, keepdims=True)
+    return tf.clip_by_value(w, -clip_value, clip_value)
 
 
 def sign(x):

@@ -63,7 +63,7 @@ from tfbin.keras3.hard_form import hard, quantizers  # noqa: E402
 from tfbin.keras3.lce_export import convert, float_flatbuffer, op_histogram  # noqa: E402
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense  # noqa: E402
 from tfbin.keras3.verification import binarized_layers, margins, one_bit_limit_bytes, verify  # noqa: E402
-from tfbin.keras3.weight_clip import WeightClip  # noqa: E402
+from tfbin.keras3.kernel_constraints import MeanCenteredClip, WeightClip  # noqa: E402
 
 __all__ = [
     "ApproxSign",
@@ -80,6 +80,7 @@ __all__ = [
     "QuantConv2D",
     "QuantDense",
     "WeightClip",
+    "MeanCenteredClip",
     "SharpeningScheduler",
     "hard",
     "quantizers",

@@ -14,7 +14,7 @@ import keras
 from tfbin import builtin_recipes, frameworks
 import tfbin.schedules as schedules_lib  # not `from tfbin import`: in a Keras 3 process that loads tfbin's Keras 2 API
 from tfbin.frameworks import Binarized
-from tfbin.keras3 import binary_quantizers, float_graph, weight_clip
+from tfbin.keras3 import binary_quantizers, float_graph, kernel_constraints
 from tfbin.keras3.sharpening import SharpeningScheduler
 from tfbin.keras3.quant_layers import QuantConv2D, QuantDense
 
@@ -26,8 +26,8 @@ class Keras3Recipe:
     made for Keras 3: its quantizers' and constraint's Keras 3 twins (larq's `SteSign`,
     `ApproxSign`, `SwishSign`, `MagnitudeAwareSign`, i.e. `binary_quantizers.LARQ_TWINS`, and
     larq's `WeightClip` included), and its callbacks as Keras 3 callbacks; a NotImplementedError
-    names what has no Keras 3 version yet (`MeanCenteredClip`, the ABC-Net/BLRNet layers, CMIM's
-    and ABR's auxiliary losses)."""
+    names what has no Keras 3 version yet (the ABC-Net/BLRNet layers, CMIM's and ABR's auxiliary
+    losses)."""
 
     def __init__(self, config: dict):
         self.name = config["name"]
@@ -37,18 +37,18 @@ class Keras3Recipe:
         missing = []
         if config.get("layer_type") is not None:
             missing.append(f"its {config['layer_type']!r} layers (a layer family of tfbin.families, Keras 2 only) replace Conv2D/Dense")
-        missing += [f"its auxiliary loss {self._name(loss)} (tfbin.losses)" for loss in config.get("losses") or []]
+        missing += [f"its auxiliary loss {self._name(loss).split('>')[-1]} (tfbin.losses)" for loss in config.get("losses") or []]
         for role in ("input_quantizer", "kernel_quantizer"):
             identifier = config.get(role)
             if identifier is not None and self._quantizer_class(identifier) is None:
                 missing.append(f"its {role} {self._name(identifier)} (a Keras 2 quantizer)")
         constraint = config.get("kernel_constraint")
-        if constraint is not None and self._name(constraint) not in ("WeightClip", "weight_clip", "tfbin>WeightClip"):
+        if constraint is not None and kernel_constraints.class_of(self._name(constraint)) is None:
             missing.append(f"its kernel_constraint {self._name(constraint)}")
         if missing:
             raise NotImplementedError(
                 f"Recipe {self.name!r} has no Keras 3 version yet: {'; '.join(missing)}. tfbin.keras3 has the quantizers "
-                f"{sorted(binary_quantizers.ALIASES)} and the constraint 'weight_clip'; use the Keras 2 path (tfbin.binarize)."
+                f"{sorted(binary_quantizers.ALIASES)} and the constraints {list(kernel_constraints.ALIASES)}; use the Keras 2 path (tfbin.binarize)."
             )
         self.config = config
 
@@ -72,7 +72,7 @@ class Keras3Recipe:
 
     def make_kernel_constraint(self):
         constraint = self.config["kernel_constraint"]
-        return None if constraint is None else weight_clip.get(constraint)
+        return None if constraint is None else kernel_constraints.get(constraint)
 
     def callbacks(self) -> list:
         """The Keras 3 callbacks `model.fit` needs (the recipe's sharpening schedules)."""
@@ -113,7 +113,7 @@ def binarize(model, recipe="irnet", *, epochs=None, insert_batch_norm="auto", **
     `bireal`) run here with the Keras 3 twins of larq's quantizers, which compute larq's numbers
     forward and backward. Recipes whose pieces have no Keras 3 version yet raise
     NotImplementedError naming them: `abc`, `blrnet` (their layers), `irnet_cmim` (CMIM's loss),
-    `abr` with `slope_growth > 0` and `dab` with `mean_center=True`.
+    and `abr` with `slope_growth > 0`.
 
     # Arguments
         recipe: a built-in recipe's name (`tfbin.builtin_recipes.available()`), a recipe config,

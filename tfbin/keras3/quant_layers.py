@@ -14,7 +14,7 @@ import contextlib
 
 import keras
 
-from tfbin.keras3 import binary_quantizers, weight_clip
+from tfbin.keras3 import binary_quantizers, kernel_constraints
 
 __all__ = ["FORMS", "QuantConv2D", "QuantDense", "export_form", "is_binarized"]
 
@@ -96,7 +96,7 @@ class QuantConv2D(keras.layers.Conv2D):
                  kernel_quantizer=None, kernel_constraint=None, **kwargs):
         super().__init__(filters, kernel_size, strides=strides, padding=padding, data_format=data_format,
                          dilation_rate=dilation_rate, groups=groups, activation=activation, use_bias=use_bias,
-                         kernel_constraint=weight_clip.get(kernel_constraint), **kwargs)
+                         kernel_constraint=kernel_constraints.get(kernel_constraint), **kwargs)
         self.input_quantizer = binary_quantizers.get(input_quantizer)
         self.kernel_quantizer = binary_quantizers.get(kernel_quantizer)
         self.pad_values = float(pad_values)
@@ -157,7 +157,7 @@ class QuantDense(keras.layers.Dense):
     def __init__(self, units, activation=None, use_bias=True, input_quantizer=None, kernel_quantizer=None,
                  kernel_constraint=None, **kwargs):
         super().__init__(units, activation=activation, use_bias=use_bias,
-                         kernel_constraint=weight_clip.get(kernel_constraint), **kwargs)
+                         kernel_constraint=kernel_constraints.get(kernel_constraint), **kwargs)
         self.input_quantizer = binary_quantizers.get(input_quantizer)
         self.kernel_quantizer = binary_quantizers.get(kernel_quantizer)
         self.export_form = None  # FORMS; set by `export_form`
