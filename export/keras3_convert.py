@@ -105,12 +105,14 @@ def convert(model, path, *, strict: bool, verify: str, sample_inputs, num_sample
 
 
 def _kernel_signs(layer) -> np.ndarray:
-    """The signs of the layer's hard kernel (call in the hard form) as LCE lays out a filter,
-    `[out, kh, kw, in]` booleans (weight −1): a conv kernel `[kh, kw, in, out]` and a Dense one
-    `[in, out]` (a 1×1 conv)."""
+    """The signs of the filter the layer exports with (call in the hard form), as LCE lays out a
+    filter, `[out, kh, kw, in]` booleans (weight −1): its hard kernel `[kh, kw, in, out]` (a Dense
+    one `[in, out]` as a 1×1 conv), rewritten by `tfbin.keras3.quant_layers.lce_filter` where
+    the "lce" form does (DAB's two levels, {0,1} inputs)."""
     kernel = np.asarray(layer.kernel_quantizer(tf.constant(np.asarray(layer.kernel))))
     kernel = kernel.reshape(1, 1, *kernel.shape) if kernel.ndim == 2 else kernel
-    return np.transpose(kernel, (3, 0, 1, 2)) < 0
+    filters = np.asarray(_keras3().quant_layers.lce_filter(layer, tf.constant(kernel))[0])
+    return np.transpose(filters, (3, 0, 1, 2)) < 0
 
 
 def layer_rows(model, flatbuffer: bytes) -> list[dict]:
@@ -142,11 +144,7 @@ def layer_rows(model, flatbuffer: bytes) -> list[dict]:
 def _why_float(k3, layer, unmatched: int) -> str:
     """Why no `LceBconv2d` has the layer's kernel: what is known to keep LCE from fusing it."""
     reason = "no LceBconv2d of the file has its hard kernel's signs as filter: LCE converted it to float ops"
-    _, theta = k3.verification.input_threshold(layer)
-    if theta is not None:
-        reason += (f" (its input quantizer {type(layer.input_quantizer).__name__} is a {{0, 1}} step, which LCE "
-                   "does not fuse into a binary conv on the Keras 3 path; only ±1 signs are)")
-    elif getattr(layer, "groups", 1) > 1:
+    if getattr(layer, "groups", 1) > 1:
         reason += " (a grouped binary conv needs a multiple of 32 input channels per group)"
     if unmatched:
         reason += f"; {unmatched} LceBconv2d of the file match no binarized layer's kernel"

@@ -247,10 +247,10 @@ MUTATIONS: tuple[Mutation, ...] = (
       'self._apply(self._epoch + (batch + 1) / self.params["steps"])',
       ("tests/test_callbacks.py",), "per_batch"),
     # --- beyond issue #37's audit: the {0,1} export rewrite, the other loss terms -----------------
-    M("export_abr_threshold_drops_offset", "tfbin/larq_layers.py",
+    M("export_abr_threshold_drops_offset", "tfbin/quantizer_forms.py",
       "ABR export: the ±1 input thresholds at 0.5/(v·a) instead of (0.5 − c)/(v·a)",
-      "return (0.5 - quantizer.offset) / quantizer.effective_slope().numpy(), True",
-      "return 0.5 / quantizer.effective_slope().numpy(), True",
+      "return (0.5 - self.offset) / self.effective_slope()",
+      "return 0.5 / self.effective_slope()",
       T_QUANTIZERS, "export_threshold"),
     M("export_zero_one_bias_fold_doubled", "tfbin/larq_layers.py",
       "ABR export: conv((s+1)/2, K) folds ΣK into the bias instead of ½·ΣK",

@@ -17,21 +17,22 @@ import tensorflow as tf
 import tfbin.keras3 as k3
 from tfbin import cli, export
 from tfbin.export import converter, flatbuffer as flatbuffer_lib, keras3_convert
+from tfbin.keras3.quant_layers import export_form
 from test_keras3 import small_float_cnn  # the same net, 32 wide here
 
 
-def binary_net(dense_input_quantizer="ste_sign"):
+def binary_net(conv_groups=1):
     """A float stem, a binarized conv and a binarized Dense (named `bconv`, `bdense`)."""
     return keras.Sequential([
         keras.Input((8, 8, 3)),
         keras.layers.Conv2D(8, 3, padding="same"),
         keras.layers.BatchNormalization(),
-        k3.QuantConv2D(16, 3, padding="same", pad_values=1.0, use_bias=False, input_quantizer="ste_sign",
+        k3.QuantConv2D(16, 3, padding="same", pad_values=1.0, use_bias=False, groups=conv_groups, input_quantizer="ste_sign",
                        kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="bconv"),
         keras.layers.BatchNormalization(),
         keras.layers.MaxPooling2D(2),
         keras.layers.Flatten(),
-        k3.QuantDense(10, input_quantizer=dense_input_quantizer, kernel_quantizer="ste_sign", name="bdense"),
+        k3.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign", name="bdense"),
     ])
 
 
@@ -88,16 +89,16 @@ def test_full_export_converts_the_float_model_and_measures_latency(rng, tmp_path
 
 
 def test_a_layer_lce_does_not_fuse_is_named_and_strict_writes_no_tflite(rng, tmp_path):
-    # A {0, 1} step input (BoundedRectifier) is fused by the Keras 2 exporter's rewrite only.
-    model = randomize_batch_norms(binary_net(dense_input_quantizer=k3.BoundedRectifier()), rng)
-    with pytest.raises(export.ExportError, match=r"'bdense' stayed float.*BoundedRectifier is a \{0, 1\} step"):
+    # A grouped binary conv with 4 input channels per group: LCE runs it as float ops.
+    model = randomize_batch_norms(binary_net(conv_groups=2), rng)
+    with pytest.raises(export.ExportError, match=r"'bconv' stayed float.*a grouped binary conv needs a multiple of 32"):
         export.convert(model, tmp_path / "strict.tflite", strict=True, report_path=tmp_path / "strict.json")
     assert not (tmp_path / "strict.tflite").exists()  # strict: no file unless binary
     assert json.loads((tmp_path / "strict.json").read_text())["all_binary"] is False  # the report says why
-    with pytest.warns(UserWarning, match="'bdense' stayed float") as caught:
+    with pytest.warns(UserWarning, match="'bconv' stayed float") as caught:
         report = export.convert(model, tmp_path / "m.tflite")
     assert caught[0].filename == __file__  # the warning names the caller's line, not the exporter's
-    assert [r["lce_op"] for r in report.layers] == ["LceBconv2d", None] and not report.all_binary
+    assert [r["lce_op"] for r in report.layers] == [None, "LceBconv2d"] and not report.all_binary
     assert report.op_histogram["LceBconv2d"] == 1 and (tmp_path / "m.tflite").exists()
 
 
@@ -218,3 +219,31 @@ def test_the_command_exports_a_keras3_file(rng, tmp_path):
     saved = json.loads((tmp_path / "k3.report.json").read_text())
     assert saved["all_binary"] and saved["parity"]["passed"] and [r["layer"] for r in saved["layers"]] == ["bconv", "bdense"]
 
+
+
+@pytest.mark.margin(exact="op histogram, the layer rows of the report, unexplained mismatches; the lce form against the Keras form to float32 summation rounding")
+@pytest.mark.parametrize("recipe, overrides", [("dab", {}), ("abr", {"symmetric": False, "epochs": 1})])
+def test_two_level_kernels_and_zero_one_inputs_export_as_binary_convs(rng, tmp_path, recipe, overrides):
+    # DAB's kernels (α_o or −β_o) and ABR's {0,1} units are not LCE's ±1 signs: the "lce" form
+    # rewrites them as the Keras 2 exporter does (kernel m·S + d with all-ones channels for d;
+    # inputs (sign(x − θ) + 1)/2), so every binarized layer is still one LceBconv2d.
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # binarize's notes on removed ReLUs and the inserted BatchNorm
+        model = k3.binarize(small_float_cnn(width=32, classes=10, head_activation=None), recipe, **overrides).model
+    randomize_batch_norms(model, np.random.default_rng(3))
+    x = rng.uniform(size=(64, 12, 12, 3)).astype("float32")
+    if recipe == "dab":
+        for name in ("c2", "c3", "h"):  # uneven kernels: α_o ≠ β_o, so d ≠ 0 in every channel
+            kernel = model.get_layer(name).kernel
+            kernel.assign(kernel.numpy() + rng.uniform(0.05, 0.3, kernel.shape[-1]).astype("float32"))
+        with k3.hard(model):
+            keras_form = model(x, training=False).numpy()
+            with export_form(model.layers, "lce"):
+                lce_form = model(x, training=False).numpy()
+        np.testing.assert_allclose(lce_form, keras_form, rtol=1e-4, atol=1e-4 * np.abs(keras_form).max())
+    report = export.convert(model, tmp_path / f"{recipe}.tflite", strict=True, sample_inputs=x, latency=False)
+    assert report.op_histogram["LceBconv2d"] == len(k3.binarized_layers(model)) == 3 and report.all_binary, report.op_histogram
+    assert report.op_histogram["CONV_2D"] == 1 and report.op_histogram["FULLY_CONNECTED"] == 1, report.op_histogram  # stem, head
+    assert [r["lce_op"] for r in report.layers] == ["LceBconv2d"] * 3
+    assert report.parity["passed"] and report.parity["unexplained_mismatches"] == 0, report.parity

@@ -115,7 +115,7 @@ def input_threshold(layer):
     """`(theta, zero_one)`: the input is `sign(x − theta)` (or `(1 + that)/2` when zero_one)."""
     quantizer = layer.input_quantizer
     if isinstance(quantizer, BoundedRectifier) and not quantizer.symmetric:
-        return (0.5 - quantizer.offset) / quantizer.effective_slope().numpy(), True
+        return quantizer.step_threshold().numpy(), True
     channels = layer.input_shape[-1]
     probe = np.array([-3.0, -1.0, -1e-3, -1e-30, 0.0, 1e-30, 1e-3, 1.0, 3.0], np.float32)
     x = np.repeat(probe[:, None], channels, axis=1)

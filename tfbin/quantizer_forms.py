@@ -333,6 +333,11 @@ class BoundedRectifierForms(SoftHardForms):
         """`v·a` per channel: the slope the unit computes with."""
         return self.sharpness_value("v") * tf.convert_to_tensor(self.slope)
 
+    def step_threshold(self):
+        """`θ = (½ − offset)/(v·a)` per channel: the {0,1} hard form is the step `1[x ≥ θ]`
+        (`v·a·x + offset ≥ ½`), what the exporters rewrite as `(sign(x − θ) + 1)/2`."""
+        return (0.5 - self.offset) / self.effective_slope()
+
     def soft(self, x):
         return formulas.blended_ramp(x, self.effective_slope(), self.sharpness_value("h"), self.symmetric, self.offset)
 

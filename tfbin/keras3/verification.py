@@ -53,7 +53,7 @@ def input_threshold(layer):
     exporter reads it); `(False, None)` for a quantizer of unknown threshold."""
     quantizer = layer.input_quantizer
     if isinstance(quantizer, BoundedRectifier) and not quantizer.symmetric:
-        return True, (0.5 - quantizer.offset) / np.asarray(quantizer.effective_slope())
+        return True, np.asarray(quantizer.step_threshold())
     channels = int(layer.input.shape[-1])
     x = np.repeat(_PROBE[:, None], channels, axis=1).reshape(len(_PROBE), *[1] * (len(layer.input.shape) - 2), channels)
     with hard(quantizer):
