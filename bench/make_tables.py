@@ -413,20 +413,32 @@ def _deployed(row):
     return row.get("hard_accuracy_deployed", row["hard_accuracy"])
 
 
-def _cifar_larq_best(runs, seed=None):
-    """(arm, accuracy) of larq's best baseline: by mean deployed accuracy, or on one seed."""
-    means = {}
-    for arm in LARQ_BASELINES:
-        values = [_deployed(r) for r in runs if r["arm"] == arm and (seed is None or r["seed"] == seed)]
-        if values:
-            means[arm] = sum(values) / len(values)
-    return max(means.items(), key=lambda kv: kv[1]) if means else None
+def _cifar_by_seed(runs, arm) -> dict:
+    """{seed: deployed accuracy} of one CIFAR-10 arm."""
+    return {r["seed"]: _deployed(r) for r in runs if r["arm"] == arm}
+
+
+def _cifar_larq_best_at(runs, seed):
+    """(arm, accuracy) of larq's best baseline run at `seed`, or None."""
+    found = [(arm, _cifar_by_seed(runs, arm)[seed]) for arm in LARQ_BASELINES if seed in _cifar_by_seed(runs, arm)]
+    return max(found, key=lambda kv: kv[1]) if found else None
+
+
+def _cifar_versus(runs, arm, reference):
+    """`(mean difference, seeds)`: arm − `reference(seed)` averaged over the arm's seeds where the
+    reference is measured (seed by seed, so that arms with more seeds are compared fairly)."""
+    pairs = [(seed, value - reference(seed)) for seed, value in _cifar_by_seed(runs, arm).items() if reference(seed) is not None]
+    return (sum(d for _, d in pairs) / len(pairs), [s for s, _ in pairs]) if pairs else (None, [])
+
+
+def _seeds_text(used) -> str:
+    return f"seed{'s' if len(used) > 1 else ''} {', '.join(map(str, used))}"
 
 
 def cifar10_table(data):
     """Every CIFAR-10 arm: hard and deployed test accuracy, the gap, the export and the step time."""
     runs, summary = data["runs"], data["summary"]["cifar10"]
-    best = _cifar_larq_best(runs)
+    best_at = lambda seed: (_cifar_larq_best_at(runs, seed) or (None, None))[1]  # noqa: E731
     arms = [a for a in RECIPES if a in summary]
     missing = [a for a in ("float", *LARQ_BASELINES, *CIFAR_RECIPES) if a not in summary]
     lines = [
@@ -435,8 +447,8 @@ def cifar10_table(data):
         f"{data['data']}; scored on {data['scored_on']}. *deployed*: the hard model after `tfbin.recalibrate` when that does not "
         "lower the hard accuracy on 2,000 training images (what `tfbin train` ships); the float arm is the papers' float net "
         "(He et al.'s ResNet-20; VGG-Small with ReLU). "
-        f"*vs larq's best*: deployed mean minus that of larq's best baseline here"
-        + (f" (`{best[0]}`, {best[1]:.4f})" if best else "") + ". *export*: binarized convs that became `LceBconv2d` / binarized "
+        "*vs larq's best*: deployed accuracy minus that of larq's best baseline run at the same seed, averaged over "
+        "the arm's seeds that have one. *export*: binarized convs that became `LceBconv2d` / binarized "
         "layers, and the lowest TFLite/Keras argmax agreement on the test images (with, where measured, the disagreements "
         "on tie-free images: no sign within rounding of its threshold explains them, and the share of tie-free test images; "
         "the rule as in the export table below, `cifar_bench.py --reexport` re-measures kept runs after a change of it). Step time on a shared 2-core host "
@@ -448,11 +460,10 @@ def cifar10_table(data):
     for arm in arms:
         mine = [r for r in runs if r["arm"] == arm]
         s = summary[arm]
-        deployed = [_deployed(r) for r in mine]
-        mean = sum(deployed) / len(deployed)
         spread = lambda key: f" ± {s[key]:.4f}" if s.get(key) is not None else ""  # noqa: E731
         dep = f"{s['hard_deployed_mean']:.4f}{spread('hard_deployed_std')}" if s.get("hard_deployed_mean") is not None else "—"
-        versus = f"{100 * (mean - best[1]):+.2f}" if best else "—"
+        difference, used = _cifar_versus(runs, arm, best_at)
+        versus = f"{100 * difference:+.2f}" + (f" ({_seeds_text(used)})" if len(used) < s["runs"] else "") if difference is not None else "—"
         exported = [r for r in mine if "lce_bconv_layers" in r]
         export = ", ".join(sorted({f"{r['lce_bconv_layers']}/{r['binarized_layers']}" for r in exported})) or "—"
         agreement = f"{s['tflite_agreement_min']:.4f}" if s.get("tflite_agreement_min") is not None else "—"
@@ -467,50 +478,56 @@ def cifar10_table(data):
 
 
 def cifar10_targets(results):
-    """#38's targets on CIFAR-10 ResNet-20, each met / not met / so far, from the committed JSON."""
+    """#38's targets on CIFAR-10 ResNet-20, each met / not met / so far, from the committed JSON.
+    Arms are compared seed by seed (differences averaged over the seeds both have), so that an
+    arm with more seeds is not set against another's single seed."""
     runs = results["cifar10"]["runs"]
     seeds = sorted({r["seed"] for r in runs})
-    best = _cifar_larq_best(runs)
     rows = []
 
-    def mean(arm):
-        values = [_deployed(r) for r in runs if r["arm"] == arm]
-        return sum(values) / len(values) if values else None
-
-    def per_seed(arm):
-        cells = []
-        for seed in seeds:
-            mine = [_deployed(r) for r in runs if r["arm"] == arm and r["seed"] == seed]
-            seed_best = _cifar_larq_best(runs, seed)
-            if mine and seed_best:
-                cells.append((seed, 100 * (mine[0] - seed_best[1]), seed_best[0]))
-        return cells
-
-    irnet = per_seed("irnet")
-    if irnet and best:
-        status = "met" if all(d >= 1.0 for _, d, _ in irnet) else "**not met**"
-        rows.append(("`irnet` ≥ larq's best baseline + 1.0 point on every seed", ("so far " if len(irnet) < 2 and status == "met" else "") + status,
-                     "; ".join(f"seed {s}: {d:+.2f} against `{b}`" for s, d, b in irnet)))
+    by_seed = lambda arm: _cifar_by_seed(runs, arm)  # noqa: E731
+    larq_best_at = lambda seed: _cifar_larq_best_at(runs, seed)  # noqa: E731
+    versus = lambda arm, reference: _cifar_versus(runs, arm, reference)  # noqa: E731
+    best_value = lambda seed: (larq_best_at(seed) or (None, None))[1]  # noqa: E731
+    title = "`irnet` ≥ larq's best baseline + 1.0 point on every seed"
+    cells = [(seed, 100 * (value - best_value(seed)), larq_best_at(seed)[0], [a for a in LARQ_BASELINES if seed not in by_seed(a)])
+             for seed, value in sorted(by_seed("irnet").items()) if best_value(seed) is not None]
+    if cells:
+        complete = len(cells) >= 2 and not any(missing for *_, missing in cells)
+        status = "**not met**" if any(d < 1.0 for _, d, _, _ in cells) else ("met" if complete else "so far met")
+        rows.append((title, status, "; ".join(
+            f"seed {s}: {d:+.2f} against `{b}`" + (f" ({', '.join(f'`{m}`' for m in missing)} not run at seed {s})" if missing else "")
+            for s, d, b, missing in cells)))
     else:
-        rows.append(("`irnet` ≥ larq's best baseline + 1.0 point on every seed", "not measured yet", "—"))
-    ste = mean("ste")
-    recipes = [(a, mean(a)) for a in CIFAR_RECIPES if mean(a) is not None]
-    if ste is not None and recipes:
-        below = [(a, m) for a, m in recipes if m <= ste]
-        unmeasured = [a for a in CIFAR_RECIPES if mean(a) is None]
+        rows.append((title, "not measured yet", "—"))
+    ste = lambda seed: by_seed("ste").get(seed)  # noqa: E731
+    recipes = [a for a in CIFAR_RECIPES if by_seed(a)]
+    unmeasured = [a for a in CIFAR_RECIPES if not by_seed(a)]
+    if by_seed("ste") and recipes:
+        cells = []
+        for arm in recipes:
+            d_ste, used_ste = versus(arm, ste)
+            d_best, used_best = versus(arm, best_value)
+            cells.append((arm, d_ste, used_ste, d_best, used_best))
+        below = [c for c in cells if c[1] is not None and c[1] <= 0]
         status = "**not met**" if below else ("met" if not unmeasured else "so far met")
         rows.append(("every paper recipe beats larq's `ste`", status,
-                     "; ".join(f"`{a}` {100 * (m - ste):+.2f} vs `ste`, {100 * (m - best[1]):+.2f} vs larq's best" for a, m in recipes)
+                     "; ".join(f"`{a}` {100 * ds:+.2f} vs `ste` ({_seeds_text(us)}), {100 * db:+.2f} vs larq's best ({_seeds_text(ub)})"
+                               for a, ds, us, db, ub in cells if ds is not None)
                      + (f"; not measured yet: {', '.join(f'`{a}`' for a in unmeasured)}" if unmeasured else "")))
-    flt = mean("float")
-    if flt is not None and best and recipes:
-        arm, top = max(recipes, key=lambda kv: kv[1])
-        closed = (top - best[1]) / (flt - best[1]) if flt > best[1] else float("nan")
-        rows.append(("the best 1-bit recipe closes ≥ half the gap from larq's best to float", "met" if closed >= 0.5 else "**not met**",
-                     f"`{arm}` {top:.4f}, larq's best `{best[0]}` {best[1]:.4f}, float {flt:.4f}: {100 * closed:.0f} % of the gap closed"))
-    elif flt is None:
-        rows.append(("the best 1-bit recipe closes ≥ half the gap from larq's best to float", "not yet",
-                     "the float net (He et al.'s ResNet-20) has no run yet"))
+    title = "the best 1-bit recipe closes ≥ half the gap from larq's best to float"
+    flt = by_seed("float")
+    common = lambda arm: [s for s in by_seed(arm) if s in flt and best_value(s) is not None]  # noqa: E731
+    scored = [(arm, common(arm)) for arm in recipes if common(arm)]
+    if flt and scored:
+        mean_over = lambda values, used: sum(values[s] for s in used) / len(used)  # noqa: E731
+        arm, used = max(scored, key=lambda kv: mean_over(by_seed(kv[0]), kv[1]))
+        top, base, ceiling = mean_over(by_seed(arm), used), sum(best_value(s) for s in used) / len(used), mean_over(flt, used)
+        closed = (top - base) / (ceiling - base) if ceiling > base else float("nan")
+        rows.append((title, "met" if closed >= 0.5 else "**not met**",
+                     f"`{arm}` {top:.4f}, larq's best {base:.4f}, float {ceiling:.4f} ({_seeds_text(used)}): {100 * closed:.0f} % of the gap closed"))
+    elif not flt:
+        rows.append((title, "not yet", "the float net (He et al.'s ResNet-20) has no run yet"))
     binary = [r for r in runs if r["arm"] != "float"]
     if binary:
         gap = max(binary, key=lambda r: abs(r["soft_accuracy"] - r["hard_accuracy"]))
