@@ -762,6 +762,40 @@ def data_table(data):
     return "\n".join(lines)
 
 
+def keras3_jax_table(data):
+    """#40's JAX measurement (bench/keras3_jax.py): per quantizer, which checks pass on Keras 3's
+    JAX backend as the code is, and for larq's twins with the probed fix."""
+    checks = ("forward_eager", "forward_jit", "jax_grad", "fit_jit_default", "fit_jit_false", "recalibrate", "export")
+    summary, versions = data["summary"], data["versions"]
+    as_is, probed = summary["passed, the repository as it is (past the import guard)"], summary["passed, larq twins with the proposed fix (probe)"]
+    grads = summary["probe max |jax.grad - TensorFlow gradient|"]
+    scheduler = summary["SharpeningScheduler in fit on JAX (probe quantizer), update_freq"]
+    first_error = lambda name: next((v["error"].split("] ")[0].lstrip("[") for v in data["jax"]["quantizers"][name].values()  # noqa: E731
+                                     if isinstance(v, dict) and v.get("error")), "—")
+    lines = [
+        f"Measured by `{data['command']}` ({data['wall_seconds']:.0f} s; JAX {versions['jax']}, Keras {versions['keras']}, "
+        f"TensorFlow {versions['tensorflow']}, LCE {versions['larq-compute-engine']}): each check on the JAX backend against the "
+        "TensorFlow backend's values on the same inputs and initial weights. `import tfbin.keras3` under JAX: "
+        f"{'passes' if summary['import tfbin.keras3 under jax'] else 'refused (the package checks for the TensorFlow backend)'}; "
+        "the rows load its modules past that check. *probe*: the larq twins with `tfbin.formulas.sign`/`ste_sign` and "
+        "`binary_quantizers.as_tensor` replaced by `keras.ops` versions in the process (the fix in the JSON's `probe`). "
+        f"`SharpeningScheduler` inside `fit` on JAX: update per epoch {'works' if scheduler['epoch'] else 'fails'}, per batch "
+        f"{'works' if scheduler['batch'] else 'is lost (the JAX trainer writes its copy of the variables back at the epoch end)'}"
+        + (", works with the probed `jax_state_sync`" if scheduler.get("batch, with SCHEDULER_FIX") else "") + ".",
+        "",
+        "| quantizer | checks passed as the code is | first error there | checks passed, probe | max \\|jax.grad − TF\\|, probe |",
+        "|---|---|---|---|---|",
+    ]
+    for name, result in as_is.items():
+        done = [c for c in checks if c in result]
+        probe = probed.get(name)
+        lines.append(
+            f"| `{name}` | {sum(result[c] for c in done)}/{len(done)} | `{first_error(name)}` | "
+            + (f"{sum(probe[c] for c in done if c in probe)}/{len(done)} | {grads[name]:.1e} |" if probe else "— | — |")
+        )
+    return "\n".join(lines)
+
+
 TABLES = {
     "margins": ("bench/results/test_margins.json", margins_table),
     "demo": ("bench/results/demo.json", demo_table),
@@ -776,6 +810,7 @@ TABLES = {
     "longer": ("bench/results/accuracy_10_epochs.json", None),  # with accuracy.json: longer_table
     "cifar10": ("bench/results/cifar10.json", cifar10_table),
     "keras3_parity": ("bench/results/keras3_parity.json", keras3_parity_table),
+    "keras3_jax": ("bench/results/keras3_jax.json", keras3_jax_table),
     "data": ("bench/results/data.json", data_table),
 }
 
