@@ -21,7 +21,7 @@ from typing import Callable
 import tfbin.schedules as schedules_lib  # not `from tfbin import`: in a Keras 3 process that loads tfbin's Keras 2 API
 from tfbin.formulas import BLRNET_LOGIT_SCALE
 
-__all__ = ["LARQ_BASELINES", "SHORT_RUN_T_MIN", "SHORT_RUN_T_MAX", "Range", "Choice", "built_in", "available", "make", "call", "unknown_recipe",
+__all__ = ["LARQ_BASELINES", "SHORT_RUN_T_MIN", "SHORT_RUN_T_MAX", "Range", "Choice", "built_in", "available", "searched", "function", "make", "call", "unknown_recipe",
            "quantizer", "constraint"]
 
 # larq's own methods, with larq's quantizers: the baselines a method is compared with ("larq's
