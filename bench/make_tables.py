@@ -673,7 +673,7 @@ def keras3_parity_table(data):
     """#40's targets, Keras 3 against Keras 2 per recipe (bench/keras3_parity.py): hard accuracy over
     seeds, the op histograms of the exports, tie-free agreement and the step-time ratio."""
     lines = [
-        f"Measured by `{data['command']}`: `{data['model']}` on Fashion-MNIST, {data['epochs']} epochs, batch "
+        f"Measured by `{data['command']}` (runs added across invocations): `{data['model']}` on Fashion-MNIST, {data['epochs']} epochs, batch "
         f"{data['batch_size']}, Adam {data['lr']:g}, {data['train_samples']:,} training images, scored on {data['scored_on']}; "
         "per recipe and seed the Keras 2 run and then the Keras 3 run in one process, the Keras 3 net starting from the Keras 2 "
         f"net's initial weights (host: {data['host']['cpus']} CPUs, shared; TF {data['versions']['tensorflow']}, "
